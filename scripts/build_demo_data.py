@@ -108,8 +108,8 @@ class Item:
 
     index: int
     """Position in the sorted list of all PNG paths; the image id is derived from it."""
-    relative_path: Path
-    """Path below ``png/`` without the suffix, shared by the PNG and its SVG."""
+    relative_stem: str
+    """POSIX path below ``png/`` without ".png", shared by the PNG and its SVG."""
     png_path: Path
     svg_path: Path
     caption: str = ""
@@ -126,11 +126,11 @@ class Item:
 
     @property
     def category(self) -> str:
-        return self.relative_path.parts[0]
+        return self.relative_stem.split("/")[0]
 
     @property
     def source_path(self) -> str:
-        return f"/{CLIPART_ROOT.as_posix()}/png/{self.relative_path.as_posix()}.png"
+        return f"/{CLIPART_ROOT.as_posix()}/png/{self.relative_stem}.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -610,9 +610,11 @@ def list_items(root: Path) -> tuple[list[Item], dict[str, int]]:
     svg_count = sum(1 for _ in root.joinpath("svg").rglob("*.svg"))
     items = []
     for index, png_path in enumerate(png_paths):
-        relative = png_path.relative_to(root / "png").with_suffix("")
-        svg_path = root / "svg" / relative.with_suffix(".svg")
-        items.append(Item(index, relative, png_path, svg_path))
+        # Strip ".png" as text because Path.with_suffix would treat the dots in names such as
+        # "warning..._cedric_bosdon_.png" as a suffix too.
+        relative_stem = png_path.relative_to(root / "png").as_posix().removesuffix(".png")
+        svg_path = root / "svg" / f"{relative_stem}.svg"
+        items.append(Item(index, relative_stem, png_path, svg_path))
     found = {
         "png": len(png_paths),
         "png_links": sum(1 for p in png_paths if p.is_symlink()),

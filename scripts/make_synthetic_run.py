@@ -245,7 +245,7 @@ def synthesize_scores(similarity: np.ndarray, rng: np.random.Generator) -> pd.Da
     """Scores that behave like a trained model's: a low similarity gives a high loss and low clean_prob."""
     n = len(similarity)
     per_pair_loss = np.log1p(np.exp(-8.0 * (similarity - 0.35))) + rng.gamma(2.0, 0.05, size=n)
-    clean_prob = _sigmoid(10.0 * (similarity - 0.3) + rng.normal(0.0, 1.2, size=n))
+    clean_prob = _sigmoid(12.0 * (similarity - 0.5) + rng.normal(0.0, 1.2, size=n))
     energy = -similarity - TAU * np.log(128) + rng.normal(0.0, 0.08, size=n)
     swapped_entropy = np.abs(0.3 + 2.5 * (1 - clean_prob) * rng.uniform(0.4, 1.0, size=n) + rng.normal(0, 0.15, size=n))
     return pd.DataFrame(
@@ -293,7 +293,7 @@ def synthesize_history(scores: pd.DataFrame, train: np.ndarray, epochs: int, war
 def epoch_metrics(history: pd.DataFrame, truth: pd.Series, epochs: int, rng: np.random.Generator) -> list[dict]:
     """Per-epoch metric records with smooth synthetic training curves and real detection metrics."""
     records = []
-    truth_by_pair = dict(zip(truth.index, truth.to_numpy()))
+    truth_by_pair = dict(zip(truth.index, truth.astype("float64").to_numpy(na_value=np.nan)))
     for epoch in range(1, epochs + 1):
         frame = history[history["epoch"] == epoch]
         labels = frame["pair_id"].map(truth_by_pair).to_numpy(dtype=float)

@@ -26,7 +26,7 @@ def apply_decisions(scores: pd.DataFrame, decisions: dict[str, str]) -> pd.DataF
     ``confirmed_noisy`` sets the flag, ``cleared`` removes it; pairs without a decision keep ``is_noisy``.
     """
     table = scores.copy()
-    table["decision"] = table["pair_id"].map(decisions).fillna("")
+    table["decision"] = [decisions.get(pair_id, "") for pair_id in table["pair_id"]]
     flagged = table["is_noisy"].to_numpy().copy()
     flagged[table["decision"].to_numpy() == "confirmed_noisy"] = True
     flagged[table["decision"].to_numpy() == "cleared"] = False

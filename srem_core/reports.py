@@ -69,7 +69,7 @@ def score_manifest(run_path: str | Path, data: str, out: str | Path, *, device: 
     if dataset.n_pairs < 2:
         raise ValueError(f"{data} has {dataset.n_pairs} usable pair; scoring needs at least 2 for the batch context")
     stats = score_pairs(
-        image_embeddings[dataset.caption_to_image], text_embeddings, tau=config.objective.tau,
+        image_embeddings[np.array(dataset.caption_to_image)], text_embeddings, tau=config.objective.tau,
         batch_size=config.train.score_batch_size, seed=config.train.seed,
     )
     train_losses = run.scores.loc[run.scores["split"] == "train", "per_pair_loss"].to_numpy()

@@ -44,7 +44,7 @@ def small():
 @pytest.fixture(scope="module")
 def clustered():
     rng = np.random.default_rng(1)
-    return mixture(rng, 20_000), mixture(rng, 300)
+    return mixture(rng, 10_000), mixture(rng, 300)
 
 
 # -- exact search ---------------------------------------------------------------------------------
@@ -336,3 +336,22 @@ def test_init_stores_params_only():
     index = SearchIndex(kind="hnsw", n_threads=2, random_state=7)
     assert index.get_params()["kind"] == "hnsw"
     assert not hasattr(index, "kind_")
+
+
+def test_faiss_too_few_vectors(small):
+    vectors, _ = small
+    with pytest.raises(ValueError) as error:
+        SearchIndex(kind="hnsw").fit(vectors[:99])
+    assert str(error.value) == "kind='hnsw' needs at least 100 vectors, got 99. Use kind='exact' for so few."
+
+
+def test_exact_top_k_skips_excluded_rows(small):
+    vectors, queries = small
+    _, full = search_index.exact_top_k(vectors, queries, 3)
+    excluded = np.unique(full[:, 0])
+    _, indices = search_index.exact_top_k(vectors, queries, 3, excluded=excluded)
+    assert not np.isin(indices, excluded).any()
+    for row, query in enumerate(queries):
+        kept = np.setdiff1d(np.arange(len(vectors)), excluded)
+        _, expected = naive_top_k(vectors[kept], query, 3)
+        assert indices[row].tolist() == kept[expected].tolist()

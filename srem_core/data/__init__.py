@@ -32,7 +32,7 @@ DEMO_KEYWORD = "demo"
 """``load_dataset`` argument that selects the demo bundled with the source repository."""
 
 DEMO_MANIFEST = Path(__file__).resolve().parents[2] / "demo" / "pairs.csv"
-"""Where the bundled demo lives in a source checkout; an installed wheel does not include it."""
+"""Path of the bundled demo manifest in a source checkout; an installed wheel does not include it."""
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

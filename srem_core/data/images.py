@@ -47,6 +47,7 @@ def load_image(
     Transparent images are composited on white. The size in pixels is read from the header and checked
     against ``max_pixels`` before any pixel is decoded, which stops decompression bombs. The whole file
     is decoded here (``Image.load``), so a truncated file fails now and not later inside an encoder.
+    An animated image gives its first frame.
 
     Raises:
         ImageLoadError: the file is missing, empty, larger than ``max_bytes``, not an image, corrupt,
@@ -62,8 +63,12 @@ def load_image(
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as error:
-        # PIL's own limit (Image.MAX_IMAGE_PIXELS) fires inside Image.open, before our check can run.
-        raise ImageLoadError(path, _oversized_reason(str(error), max_pixels)) from error
+        # PIL's own limit (twice Image.MAX_IMAGE_PIXELS) fires inside Image.open, before our check.
+        reason = (
+            f"PIL rejected the image as a possible decompression bomb ({error}) Downscale the image; "
+            "for a trusted file, raise PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels."
+        )
+        raise ImageLoadError(path, reason) from error
     except OSError as error:
         raise ImageLoadError(path, _decode_failure_reason(error)) from error
     except (SyntaxError, ValueError) as error:
@@ -100,15 +105,12 @@ def _check_file(path: Path, max_bytes: int) -> None:
 def _check_pixel_count(path: Path, size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
-        described = f"the image is {width}x{height} = {width * height} pixels"
-        raise ImageLoadError(path, _oversized_reason(described, max_pixels))
-
-
-def _oversized_reason(described: str, max_pixels: int) -> str:
-    return (
-        f"{described}, more than the limit of {max_pixels} pixels (a possible decompression bomb). "
-        "Downscale the image, or pass a larger max_pixels if the file is trusted."
-    )
+        reason = (
+            f"the image is {width}x{height} = {width * height} pixels, more than the limit of "
+            f"{max_pixels} pixels (a possible decompression bomb). Downscale the image, or pass a "
+            "larger max_pixels if the file is trusted."
+        )
+        raise ImageLoadError(path, reason)
 
 
 def _decode_failure_reason(error: Exception) -> str:

@@ -2,8 +2,8 @@
 
 A manifest has one row per caption: an image path relative to the manifest's folder and a caption, plus
 optional ``pair_id``, ``image_id``, ``category`` and ``split`` columns. Several rows may name the same
-image. Rows that cannot be used are skipped and listed in ``PairDataset.skipped``; problems with the
-file as a whole (a missing column, an unknown split, nothing usable) raise ``ValueError``.
+image. Rows that cannot be used are skipped and listed in ``PairDataset.skipped``. Problems with the
+file as a whole raise ``ValueError``: a missing column, an unknown split or no usable row.
 
 Image files are not opened here (that happens when they are encoded), but a missing file is detected
 and its rows are skipped.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -50,7 +51,7 @@ class _SkipRow(Exception):
 @dataclasses.dataclass
 class _RawRow:
     label: str
-    """Where the row is, as ``pairs.csv:17`` (file name and line, or Parquet row, from 1)."""
+    """Location of the row, as ``pairs.csv:17`` (file name and line, or Parquet row, from 1)."""
     values: dict[str, object]
     problem: str | None = None
     """Set when the row could not even be read (invalid UTF-8 line, invalid JSON)."""
@@ -78,6 +79,7 @@ def read_manifest(
     header is line 1), the row number from 1 in Parquet.
 
     Raises:
+        FileNotFoundError: the manifest does not exist.
         ValueError: unknown suffix, unreadable file, missing column, a split other than train, val or
             test, or no usable row.
     """
@@ -123,7 +125,7 @@ def _resolve_columns(path: Path, columns: list[str], requested: dict[str, str]) 
             raise ValueError(
                 f"Manifest {path} has no column {column!r} (columns found: {found}). Pass "
                 f"{options[standard]}='<column name>' to read_manifest to name the column that "
-                f"holds the {standard.replace('_', ' ')}."
+                f"contains the {standard.replace('_', ' ')}."
             )
     return names
 
@@ -133,16 +135,8 @@ def _extra_columns(path: Path, columns: list[str], names: dict[str, str | None])
     mapped = set(names.values())
     dropped = [c for c in columns if c not in mapped and c in RESERVED_COLUMNS]
     if dropped:
-        logger.info("Ignoring column(s) %s of %s: another column was chosen for that role.", dropped, path)
+        logger.info("Ignoring column(s) %s of %s: another column has that role.", dropped, path)
     return [c for c in columns if c not in mapped and c not in RESERVED_COLUMNS]
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[_RawRow]]:
-    return _read_delimited(path, ",")
-
-
-def _read_tsv(path: Path) -> tuple[list[str], list[_RawRow]]:
-    return _read_delimited(path, "\t")
 
 
 def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[_RawRow]]:
@@ -153,7 +147,9 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[_RawRow
     """
     separator = "comma" if delimiter == "," else "tab"
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+        # strict: a malformed quote raises instead of silently swallowing the following lines.
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        start = 1
         try:
             header = [name.strip() for name in next(reader)]
             rows = []
@@ -178,8 +174,8 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[_RawRow
             ) from None
         except csv.Error as error:
             raise ValueError(
-                f"Manifest {path} cannot be parsed near line {reader.line_num}: {error}. Check for an "
-                "unbalanced double quote in the lines before it."
+                f"Manifest {path} cannot be parsed in the record that starts at line {start}: {error}. "
+                'Check that quoted fields open and close with " and write a " inside one as "".'
             ) from error
     _check_header(path, header)
     return header, rows
@@ -204,18 +200,19 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[_RawRow]]:
                 continue
             label = f"{path.name}:{number}"
             try:
-                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
                 record = json.loads(text)
             except UnicodeDecodeError as error:
-                bad_byte = line[error.start]
                 problem = (
-                    f"the line is not valid UTF-8 (invalid byte 0x{bad_byte:02x} at byte {error.start}). "
-                    "Save the manifest as UTF-8."
+                    f"the line is not valid UTF-8 (invalid byte 0x{line[error.start]:02x} at byte "
+                    f"{error.start + 1}). Save the manifest as UTF-8."
                 )
                 rows.append(_RawRow(label, {}, problem))
                 continue
             except json.JSONDecodeError as error:
-                problem = f"the line is not valid JSON ({error.msg} at column {error.colno}). Fix the line."
+                problem = (
+                    f"the line is not valid JSON ({error.msg} at column {error.colno}). Fix the line."
+                )
                 rows.append(_RawRow(label, {}, problem))
                 continue
             if not isinstance(record, dict):
@@ -244,10 +241,15 @@ def _read_parquet(path: Path) -> tuple[list[str], list[_RawRow]]:
     return table.column_names, rows
 
 
-_READERS = {"csv": _read_csv, "tsv": _read_tsv, "jsonl": _read_jsonl, "parquet": _read_parquet}
+_READERS = {
+    "csv": functools.partial(_read_delimited, delimiter=","),
+    "tsv": functools.partial(_read_delimited, delimiter="\t"),
+    "jsonl": _read_jsonl,
+    "parquet": _read_parquet,
+}
 
 
-def _text(value: object, what: str, allow_numbers: bool = False) -> str | None:
+def _text(value: object, field: str, allow_numbers: bool = False) -> str | None:
     """Return a cell as stripped text, or None when it is empty.
 
     Raises _SkipRow when the value is not text (or an integer, if ``allow_numbers``) or not valid UTF-8.
@@ -258,18 +260,18 @@ def _text(value: object, what: str, allow_numbers: bool = False) -> str | None:
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError as error:
-            where = f"byte 0x{value[error.start]:02x} at byte {error.start}"
-            raise _SkipRow(_invalid_utf8_reason(what, where)) from None
+            where = f"byte 0x{value[error.start]:02x} at byte {error.start + 1}"
+            raise _SkipRow(_invalid_utf8_reason(field, where)) from None
     if allow_numbers and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         raise _SkipRow(
-            f"the {what} is a {type(value).__name__} ({value!r}), not text. Write it as a string."
+            f"the {field} has type {type(value).__name__} ({value!r}), not text. Write it as a string."
         )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise _SkipRow(_invalid_utf8_reason(what, _describe_surrogate(value, error.start))) from None
+        raise _SkipRow(_invalid_utf8_reason(field, _describe_surrogate(value, error.start))) from None
     return value.strip() or None
 
 
@@ -277,13 +279,13 @@ def _describe_surrogate(value: str, position: int) -> str:
     code = ord(value[position])
     if 0xDC80 <= code <= 0xDCFF:
         # A surrogate escape: the reader's stand-in for one byte that failed to decode as UTF-8.
-        return f"byte 0x{code - 0xDC00:02x} at character {position}"
-    return f"unpaired surrogate U+{code:04X} at character {position}"
+        return f"byte 0x{code - 0xDC00:02x} at character {position + 1}"
+    return f"unpaired surrogate U+{code:04X} at character {position + 1}"
 
 
-def _invalid_utf8_reason(what: str, where: str) -> str:
+def _invalid_utf8_reason(field: str, where: str) -> str:
     return (
-        f"the {what} is not valid UTF-8 (invalid {where}). The file may be Latin-1 or "
+        f"the {field} is not valid UTF-8 (invalid {where}). The file may be Latin-1 or "
         "Windows-1252 encoded: save it as UTF-8, or fix this row."
     )
 
@@ -314,18 +316,15 @@ class _RowValidator:
         self._raise_for_bad_splits()
         return rows, skipped
 
-    def _cell(self, raw: _RawRow, standard: str, what: str, allow_numbers: bool = True) -> str | None:
+    def _cell(self, raw: _RawRow, standard: str, field: str, allow_numbers: bool = True) -> str | None:
         column = self.names[standard]
-        return None if column is None else _text(raw.values.get(column), what, allow_numbers)
+        return None if column is None else _text(raw.values.get(column), field, allow_numbers)
 
     def _validate(self, raw: _RawRow) -> dict:
         if raw.problem is not None:
             raise _SkipRow(raw.problem)
         split = self._split(raw)
-        image_path = self._cell(raw, "image_path", "image path", allow_numbers=False)
-        if image_path is None:
-            raise _SkipRow("the image path is empty. Fill in the image file's path, or remove the row.")
-        image_path = Path(image_path).as_posix()
+        image_path = self._image_path(raw)
         image_id = self._cell(raw, "image_id", "image id") or image_path
         self.item_id = image_id
         k = self.rows_per_image.get(image_id, 0)
@@ -347,6 +346,17 @@ class _RowValidator:
             value = raw.values.get(column)
             record[column] = None if value == "" else value
         return record
+
+    def _image_path(self, raw: _RawRow) -> str:
+        image_path = self._cell(raw, "image_path", "image path", allow_numbers=False)
+        if image_path is None:
+            raise _SkipRow("the image path is empty. Fill in the image file's path, or remove the row.")
+        if "://" in image_path:
+            raise _SkipRow(
+                f"the image path {image_path!r} is a URL. Download the images first and write "
+                "their local paths, relative to the manifest's folder."
+            )
+        return Path(image_path).as_posix()
 
     def _split(self, raw: _RawRow) -> str:
         value = self._cell(raw, "split", "split")

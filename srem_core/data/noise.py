@@ -2,14 +2,15 @@
 
 Two conventions exist in the noisy-correspondence literature:
 
-- caption level (NCR, BiCro, CREAM, CRCL, NPC): pick ``round(rate * n_train_captions)`` training
-  captions and shuffle their image indices among themselves;
-- image level (DECL, RCL, L2RM): pick ``round(rate * n_train_images)`` training images and permute
-  them, so every training caption of a picked image moves to the same new image.
+- caption level, as in NCR (github.com/XLearning-SCU/2021-NeurIPS-NCR): pick
+  ``round(rate * n_train_captions)`` training captions and shuffle their image indices among
+  themselves.
+- image level, as in DECL (github.com/QinYang79/DECL): pick ``round(rate * n_train_images)`` training
+  images and permute them, so every training caption of a picked image moves to the same new image.
 
-A shuffle can put a caption back on its own image (or on another image with the same index), so the
-ground truth is ``assigned != original``, not the set of sampled captions. ``round`` is Python's, which
-rounds halves to even.
+Both reference implementations truncate with ``int``. This module rounds with Python's ``round``
+(halves to even), so that 0.29 * 100 picks 29 and not 28. A shuffle can put a caption back on its own
+image, so the ground truth is ``assigned != original``, not the set of sampled captions.
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ class NoiseInjection:
     """Each caption's image index before and after noise injection.
 
     ``assigned`` and ``original`` are int64 arrays of shape (n_pairs,) over the whole dataset; they
-    differ only on training captions. ``level`` is "caption" or "image": how the noise was made, or
-    for a loaded file, its layout. ``rate`` and ``seed`` are None for a loaded file.
+    differ only on training captions (``train_mask``). ``sampled`` marks the captions chosen for the
+    shuffle, which at image level are the training captions of the chosen images. It is not the
+    ground truth, because a shuffle can leave a chosen caption on its image. ``level`` is "caption"
+    or "image": how the noise was made, or for a loaded file, its layout. ``sampled``, ``rate`` and
+    ``seed`` are None for a loaded file.
     """
 
     assigned: np.ndarray
     original: np.ndarray
     train_mask: np.ndarray
+    sampled: np.ndarray | None
     level: str
     rate: float | None
     seed: int | None
@@ -73,10 +78,10 @@ def inject_noise(
         raise ValueError(f"seed must be an integer so that the noise can be reproduced, got {seed!r}.")
     rng = np.random.default_rng(seed)
     if level == "caption":
-        assigned = _shuffle_captions(original, train_mask, rate, rng)
+        assigned, sampled = _shuffle_captions(original, train_mask, rate, rng)
     else:
-        assigned = _permute_images(original, train_mask, rate, rng)
-    return NoiseInjection(assigned, original, train_mask, level, float(rate), int(seed))
+        assigned, sampled = _permute_images(original, train_mask, rate, rng)
+    return NoiseInjection(assigned, original, train_mask, sampled, level, float(rate), int(seed))
 
 
 def _check_index_arrays(caption_to_image, train_mask) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +93,9 @@ def _check_index_arrays(caption_to_image, train_mask) -> tuple[np.ndarray, np.nd
             f"{original.shape}."
         )
     if original.size and original.min() < 0:
-        raise ValueError(f"caption_to_image must not contain negative image indices, got {original.min()}.")
+        raise ValueError(
+            f"caption_to_image must not contain negative image indices, got {original.min()}."
+        )
     if train_mask.dtype != bool or train_mask.shape != original.shape:
         raise ValueError(
             f"train_mask must be a bool array of shape {original.shape} like caption_to_image, got "
@@ -97,15 +104,17 @@ def _check_index_arrays(caption_to_image, train_mask) -> tuple[np.ndarray, np.nd
     return original.astype(np.int64), train_mask
 
 
-def _shuffle_captions(original, train_mask, rate, rng) -> np.ndarray:
+def _shuffle_captions(original, train_mask, rate, rng) -> tuple[np.ndarray, np.ndarray]:
     train_captions = np.flatnonzero(train_mask)
     picked = rng.choice(train_captions, size=round(rate * len(train_captions)), replace=False)
     assigned = original.copy()
     assigned[picked] = original[picked][rng.permutation(len(picked))]
-    return assigned
+    sampled = np.zeros(len(original), dtype=bool)
+    sampled[picked] = True
+    return assigned, sampled
 
 
-def _permute_images(original, train_mask, rate, rng) -> np.ndarray:
+def _permute_images(original, train_mask, rate, rng) -> tuple[np.ndarray, np.ndarray]:
     train_images = np.unique(original[train_mask])
     picked = rng.choice(train_images, size=round(rate * len(train_images)), replace=False)
     new_image = np.arange(original.max(initial=0) + 1)
@@ -113,7 +122,8 @@ def _permute_images(original, train_mask, rate, rng) -> np.ndarray:
     assigned = original.copy()
     # Only training captions move, even when an image also has captions in another split.
     assigned[train_mask] = new_image[original[train_mask]]
-    return assigned
+    sampled = train_mask & np.isin(original, picked)
+    return assigned, sampled
 
 
 def save_noise_index(path: str | os.PathLike, injection: NoiseInjection) -> None:
@@ -140,16 +150,17 @@ def load_noise_index(
 ) -> NoiseInjection:
     """Read a noise index file made by ``save_noise_index`` or released with research code.
 
-    The layout is chosen by length. One entry per training caption (the layout of
-    ``save_noise_index`` and of NCR-style caption-level files): the image index each training caption
-    is paired with. One entry per training image (DECL/RCL-style image-level files): a permutation p
-    of 0..n_train_images-1, where training image i is the i-th smallest training image index, and the
-    captions of training image i move to training image p[i]. When the training split has one caption
-    per image, both lengths are equal and the file is read as caption-level; the two readings agree
-    whenever caption j belongs to training image j.
+    The layout is chosen by length. One entry per training caption, as ``save_noise_index`` and NCR's
+    ``NCR/data.py`` write it: the image index each training caption is paired with. One entry per
+    training image, as DECL's ``data.py`` reads it: a permutation p of 0..n_train_images-1, where
+    training image i is the i-th smallest training image index and the captions of training image i
+    move to training image p[i]. With one caption per training image both lengths are equal. The file
+    is then read as caption-level, and the two readings agree whenever caption j belongs to training
+    image j.
 
     Research files index images within the training split, which equals the dataset's image index
-    when training images come first (``read_research_folder`` puts them first).
+    when training images come first (``read_research_folder`` puts them first). They cover the whole
+    split, so their length no longer matches once a reader has skipped captions or images.
 
     Raises:
         ValueError: the file is not a 1-D integer array, its length matches neither layout, or its
@@ -176,7 +187,7 @@ def load_noise_index(
             f"captions (caption-level file) and {n_images} images (image-level file). Check that the "
             "file was made for this dataset and its training split."
         )
-    return NoiseInjection(assigned, original, train_mask, level, rate=None, seed=None)
+    return NoiseInjection(assigned, original, train_mask, None, level, rate=None, seed=None)
 
 
 def _load_int_array(path: Path) -> np.ndarray:

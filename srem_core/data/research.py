@@ -3,8 +3,9 @@
 A folder holds, per split, ``{split}_ims.npy`` (one row per image: region features of shape
 (n_images, n_regions, D), typically (n, 36, 2048) bottom-up-attention regions, or pooled features of
 shape (n_images, D)) and ``{split}_caps.txt`` (one caption per line, k consecutive lines per image:
-k = 5 for Flickr30K and MS-COCO, 1 for CC152K). The split files are named ``train``, ``dev`` (or
-``val``) and ``test``; MS-COCO's 5K test set is ``testall``.
+k = 5 for Flickr30K and MS-COCO, 1 for CC152K, whose captions may instead come as ``{split}_caps.tsv``
+lines of image id, tab, caption). The split files are named ``train``, ``dev`` (or ``val``) and
+``test``. MS-COCO's 5K test set is ``testall``.
 
 Arrays are memory-mapped. Region features are mean-pooled over the region axis chunk by chunk, and the
 pooled array is cached as ``{split}_ims_pooled.npy`` next to the source, or in a cache folder when the
@@ -32,6 +33,10 @@ CHUNK_ROWS = 256
 
 SPLIT_FILE_PREFIXES = {"train": ("train",), "val": ("dev", "val")}
 """Split -> file name prefixes used for it; the test prefix is the ``test_split_name`` option."""
+
+CAPTION_SUFFIXES = (".txt", ".tsv")
+"""Caption file suffixes in order of preference: one caption per line, or CC152K's image id, tab,
+caption."""
 
 POOLED_SUFFIX = "_pooled"
 """Appended to the source file's stem to name the cached mean-pooled array."""
@@ -84,10 +89,10 @@ def pooled_image_features(
     """Return one feature vector per image, shape (n_images, D), as a read-only memory map.
 
     A 2-D file is returned as it is. A 3-D file of region features is mean-pooled over its region axis
-    in chunks of ``chunk_rows`` images (float64 sums, float32 result) with a progress bar, written to
-    ``{stem}_pooled.npy`` next to it, or to ``cache_dir`` (default ``default_cache_dir()``) when its
-    folder is not writable. A cached array is reused while it is newer than the source and has the
-    expected shape.
+    in chunks of ``chunk_rows`` images (float64 sums, float32 result) with a progress bar. The result
+    is written to ``{stem}_pooled.npy`` next to the source. When that folder is not writable, it goes
+    to ``cache_dir`` (default ``default_cache_dir()``). A cached array is reused while it is newer
+    than the source and has the expected shape.
     """
     ims_path = Path(ims_path)
     source = open_feature_array(ims_path)
@@ -95,23 +100,28 @@ def pooled_image_features(
         return source
     expected_shape = (source.shape[0], source.shape[2])
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    candidates = [ims_path.with_name(ims_path.stem + POOLED_SUFFIX + ".npy"), _cache_file(ims_path, cache_dir)]
+    candidates = [
+        ims_path.with_name(ims_path.stem + POOLED_SUFFIX + ".npy"),
+        _cache_file(ims_path, cache_dir),
+    ]
     for candidate in candidates:
         cached = _fresh_cache(candidate, ims_path, expected_shape)
         if cached is not None:
             return cached
+    last_error = None
     for candidate in candidates:
         try:
             _write_pooled(source, candidate, ims_path.name, chunk_rows, progress)
         except OSError as error:
-            logger.info("Cannot write the pooled features to %s (%s); trying the next place.", candidate, error)
+            logger.info("Cannot write the pooled features to %s (%s).", candidate, error)
+            last_error = error
             continue
         logger.info("Cached the mean-pooled features of %s in %s.", ims_path, candidate)
         return np.load(candidate, mmap_mode="r")
     raise OSError(
-        f"Cannot write the pooled features of {ims_path} to {candidates[0].parent} or {cache_dir}. "
-        "Pass a writable cache_dir."
-    )
+        f"Cannot write the pooled features of {ims_path} to {candidates[0].parent} or {cache_dir} "
+        f"({last_error}). Pass a writable cache_dir."
+    ) from last_error
 
 
 def _cache_file(ims_path: Path, cache_dir: Path) -> Path:
@@ -130,7 +140,10 @@ def _fresh_cache(candidate: Path, ims_path: Path, expected_shape: tuple[int, int
     except (OSError, ValueError):
         return None
     if cached.shape != expected_shape or cached.dtype != np.float32:
-        logger.info("Ignoring %s: shape %s does not match %s.", candidate, cached.shape, expected_shape)
+        logger.info(
+            "Ignoring %s: it has shape %s and dtype %s, expected %s and float32.",
+            candidate, cached.shape, cached.dtype, expected_shape,
+        )
         return None
     return cached
 
@@ -143,7 +156,8 @@ def _write_pooled(source: np.ndarray, target: Path, name: str, chunk_rows: int, 
     try:
         shape = (source.shape[0], source.shape[2])
         pooled = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
-        with tqdm(total=shape[0], desc=f"Mean-pooling {name}", unit="image", disable=not progress) as bar:
+        bar = tqdm(total=shape[0], desc=f"Mean-pooling {name}", unit="image", disable=not progress)
+        with bar:
             for start in range(0, shape[0], chunk_rows):
                 stop = min(start + chunk_rows, shape[0])
                 pooled[start:stop] = source[start:stop].mean(axis=1, dtype=np.float64)
@@ -202,7 +216,7 @@ def read_research_split(
     are recorded in ``skipped``. ``image_path`` is None for every image.
 
     Raises:
-        FileNotFoundError: the split's ``_ims.npy`` or ``_caps.txt`` file is missing.
+        FileNotFoundError: the split's ``_ims.npy`` file or its caption file is missing.
         ValueError: a bad array (see ``open_feature_array``), a caption count that is not a whole
             multiple of the image count, or no usable pair.
     """
@@ -216,7 +230,9 @@ def read_research_split(
         )
     pairs, features, skipped = _read_split_files(folder, split, prefix, cache_dir, progress)
     _log_skipped(folder, skipped)
-    return build_dataset(pairs, root=folder, source=str(folder), skipped=skipped, image_features=features)
+    return build_dataset(
+        pairs, root=folder, source=str(folder), skipped=skipped, image_features=features
+    )
 
 
 def read_research_folder(
@@ -228,9 +244,10 @@ def read_research_folder(
 ) -> PairDataset:
     """Read every split present in a research-format folder into one ``PairDataset``.
 
-    Splits come in the order train, val, test, so training images take the first image indices, as
-    in the research code that released noise index files for these folders. ``image_features`` is an
-    in-memory float32 array of shape (n_images, D): about 0.9 GB for MS-COCO's 123K pooled images.
+    Splits come in the order train, val, test, so training images take the first image indices and
+    an image index equals the row of ``train_ims.npy``, the index that noise files made from the
+    training split alone use. ``image_features`` is an in-memory float32 array of shape
+    (n_images, D), about 1 GB for MS-COCO's 123K images pooled to 2048 floats.
 
     Raises:
         FileNotFoundError: the folder has no ``{split}_ims.npy`` of any split.
@@ -255,54 +272,66 @@ def read_research_folder(
     _log_skipped(folder, skipped)
     features = np.concatenate([np.asarray(part[1], dtype=np.float32) for part in parts])
     pairs = pd.concat([part[0] for part in parts], ignore_index=True)
-    return build_dataset(pairs, root=folder, source=str(folder), skipped=skipped, image_features=features)
+    return build_dataset(
+        pairs, root=folder, source=str(folder), skipped=skipped, image_features=features
+    )
 
 
 def _read_split_files(
     folder: Path, split: str, prefix: str, cache_dir, progress: bool
 ) -> tuple[pd.DataFrame, np.ndarray, list[SkippedItem]]:
     """Return one split's kept pair rows, the features of the images they use, and what was skipped."""
-    ims_path, caps_path = folder / f"{prefix}_ims.npy", folder / f"{prefix}_caps.txt"
-    if not caps_path.is_file():
-        raise FileNotFoundError(
-            f"{caps_path} not found. Each {prefix}_ims.npy needs a {prefix}_caps.txt with one caption "
-            "per line next to it."
-        )
+    ims_path = folder / f"{prefix}_ims.npy"
+    caps_path = _caption_file(folder, prefix)
     features = pooled_image_features(ims_path, cache_dir=cache_dir, progress=progress)
     n_images = features.shape[0]
     captions, bad_lines = _read_captions(caps_path)
     per_image = _captions_per_image(len(captions), n_images, caps_path, ims_path)
+
+    # Caption line j (from 0) belongs to image row j // per_image.
     image_row = np.arange(len(captions)) // per_image
     image_ids = [f"{split}-{row}" for row in range(n_images)]
     pair_ids = [f"{image_ids[image_row[j]]}-{j % per_image}" for j in range(len(captions))]
-    skipped = [
-        SkippedItem(f"{caps_path.name}:{j + 1}", pair_ids[j], reason) for j, reason in bad_lines
-    ]
+    skipped = [SkippedItem(f"{caps_path.name}:{j + 1}", pair_ids[j], reason) for j, reason in bad_lines]
     bad_rows = find_nonfinite_rows(features)
     skipped += _nonfinite_items(ims_path, bad_rows, image_ids, per_image)
+
     keep = np.array([c is not None for c in captions]) & ~np.isin(image_row, bad_rows)
     if not keep.any():
         raise ValueError(
             f"{caps_path} and {ims_path} have no usable pair: every caption is empty or its image "
             "features are not finite. Check the files."
         )
-    kept = np.flatnonzero(keep)
+    kept_lines = np.flatnonzero(keep)
     pairs = pd.DataFrame({
-        "pair_id": [pair_ids[j] for j in kept],
-        "image_id": [image_ids[image_row[j]] for j in kept],
+        "pair_id": [pair_ids[j] for j in kept_lines],
+        "image_id": [image_ids[image_row[j]] for j in kept_lines],
         "image_path": None,
-        "caption": [captions[j] for j in kept],
+        "caption": [captions[j] for j in kept_lines],
         "split": split,
     })
-    used_rows = np.unique(image_row[kept])
+    used_rows = np.unique(image_row[kept_lines])
     features = features if len(used_rows) == n_images else np.asarray(features[used_rows])
     return pairs, features, skipped
 
 
-def _read_captions(caps_path: Path) -> tuple[list[str | None], list[tuple[int, str]]]:
-    """Return one entry per line (None for an empty or non-UTF-8 line) and (line index, reason) pairs.
+def _caption_file(folder: Path, prefix: str) -> Path:
+    """Return ``{prefix}_caps.txt``, or CC152K's ``{prefix}_caps.tsv`` when only that exists."""
+    for suffix in CAPTION_SUFFIXES:
+        path = folder / f"{prefix}_caps{suffix}"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"{folder / (prefix + '_caps.txt')} not found. Each {prefix}_ims.npy needs a {prefix}_caps.txt "
+        f"with one caption per line (or a {prefix}_caps.tsv of image id and caption) next to it."
+    )
 
-    Empty lines at the end of the file are dropped: they are the file's trailing newline(s).
+
+def _read_captions(caps_path: Path) -> tuple[list[str | None], list[tuple[int, str]]]:
+    """Return one entry per line (None for an empty or bad line) and (line index, reason) pairs.
+
+    In a ``.tsv`` file the caption is the text after the first tab. Empty lines at the end of the file
+    are dropped because they come from its trailing newline(s).
     """
     lines = caps_path.read_bytes().split(b"\n")
     while lines and not lines[-1].strip():
@@ -310,20 +339,32 @@ def _read_captions(caps_path: Path) -> tuple[list[str | None], list[tuple[int, s
     captions: list[str | None] = []
     bad_lines = []
     for index, line in enumerate(lines):
-        try:
-            text = line.decode("utf-8").strip()
-        except UnicodeDecodeError as error:
-            reason = (
-                f"the caption is not valid UTF-8 (invalid byte 0x{line[error.start]:02x} at byte "
-                f"{error.start}). Save {caps_path.name} as UTF-8, or fix this line."
-            )
-            text = None
-        else:
-            reason = "the caption is empty. Write the caption on this line."
-        captions.append(text or None)
-        if not text:
+        text, reason = _decode_caption_line(line, caps_path)
+        captions.append(text)
+        if text is None:
             bad_lines.append((index, reason))
     return captions, bad_lines
+
+
+def _decode_caption_line(line: bytes, caps_path: Path) -> tuple[str | None, str]:
+    """Return the caption of one line, or None and the reason it cannot be used."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, (
+            f"the caption is not valid UTF-8 (invalid byte 0x{line[error.start]:02x} at byte "
+            f"{error.start + 1}). Save {caps_path.name} as UTF-8, or fix this line."
+        )
+    if caps_path.suffix == ".tsv":
+        # NOTE: no CSV quoting here, so a quoted caption keeps its quotes. Quoting could join lines
+        # and break the caption-to-image alignment.
+        _, tab, text = text.partition("\t")
+        if not tab:
+            return None, "the line has no tab. Write the image id, a tab, then the caption."
+    text = text.strip()
+    if not text:
+        return None, "the caption is empty. Write the caption on this line."
+    return text, ""
 
 
 def _captions_per_image(n_captions: int, n_images: int, caps_path: Path, ims_path: Path) -> int:

@@ -1,0 +1,277 @@
+"""Run discovery and the app's cached loaders.
+
+Models, runs and search indexes are shared objects (``st.cache_resource``); tables, coordinates and
+thumbnails are copied values (``st.cache_data``). A run is cached under its resolved path plus the
+modification times of its files, so a retrained run reloads and an unchanged one does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_support import analysis
+from srem_core import atomic
+from srem_core.runs import REQUIRED_FILES, Run, load_run
+
+logger = logging.getLogger(__name__)
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+"""The folder of ``app.py``; the bundled demo run and ``runs/`` are looked up relative to it."""
+
+DEMO_RUN = APP_ROOT / "demo" / "run"
+RUNS_FOLDER = "runs"
+RUN_SEARCH_DEPTH = 2
+"""Folder levels below ``runs/`` searched for run directories (``runs/<name>`` and ``runs/<group>/<name>``)."""
+
+SIGNATURE_FILES = (*REQUIRED_FILES, "history.parquet", "metrics.jsonl")
+THUMBNAIL_PIXELS = 96
+"""Longer side of table thumbnails: sharp at the table's row height, about 3 KB each as WebP."""
+
+MAP_FILE = "embedding_map.npy"
+"""Cached UMAP coordinates inside the run's ``index/`` folder: image rows first, then caption rows."""
+
+
+# -- finding and opening runs -------------------------------------------------------------------
+
+
+def cli_run_path(argv: Sequence[str]) -> str | None:
+    """Return the ``--run PATH`` given after ``--`` to ``streamlit run app.py``, or None."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--run")
+    known, _ = parser.parse_known_args(list(argv))
+    return known.run
+
+
+def discover_runs(folders: Sequence[Path]) -> list[Path]:
+    """Return the run directories (folders with a config.json) in and below ``folders``, sorted."""
+    found = set()
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        level = [folder]
+        for _ in range(RUN_SEARCH_DEPTH + 1):
+            found.update(candidate.resolve() for candidate in level if (candidate / "config.json").is_file())
+            level = [child for parent in level for child in parent.iterdir() if child.is_dir()]
+    return sorted(found)
+
+
+def default_run_folders() -> list[Path]:
+    folders = [APP_ROOT / RUNS_FOLDER, Path.cwd() / RUNS_FOLDER]
+    return list(dict.fromkeys(folder.resolve() for folder in folders))
+
+
+def display_path(path: Path) -> str:
+    """Return ``path`` relative to the app folder when it is inside it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(APP_ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def run_signature(path: Path) -> tuple:
+    """Return (file name, size, modification time) of the run's files; absent files are skipped."""
+    signature = []
+    for name in SIGNATURE_FILES:
+        try:
+            stat = (path / name).stat()
+        except OSError:
+            continue
+        signature.append((name, stat.st_size, stat.st_mtime_ns))
+    return tuple(signature)
+
+
+def run_cache_key(run: Run) -> str:
+    """Cache key of a loaded run: its path and file signature (used as a ``hash_funcs`` entry)."""
+    return f"{run.path.resolve()}|{run_signature(run.path)}"
+
+
+HASH_FUNCS = {Run: run_cache_key}
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the run…")
+def _load_run(resolved_path: str, signature: tuple) -> Run:
+    run = load_run(resolved_path)
+    logger.info("loaded run %s (%d pairs)", resolved_path, len(run.scores))
+    return run
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Load a run directory through the cache; raises ``RunFormatError`` like ``load_run``."""
+    resolved = Path(path).expanduser().resolve()
+    return _load_run(str(resolved), run_signature(resolved))
+
+
+# -- decisions ----------------------------------------------------------------------------------
+
+
+def decisions_stamp(run: Run) -> tuple[int, int, int]:
+    """Return (inode, size, modification time) of decisions.json, or zeros when there is none.
+
+    Every atomic save replaces the file, so the inode changes even when two saves share a timestamp.
+    """
+    try:
+        stat = (run.path / "decisions.json").stat()
+    except OSError:
+        return (0, 0, 0)
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=8)
+def _cached_decisions(run: Run, stamp: tuple) -> dict[str, str]:
+    return run.decisions()
+
+
+def decisions(run: Run) -> dict[str, str]:
+    """Return the run's saved decisions, re-read only when decisions.json changes."""
+    return _cached_decisions(run, decisions_stamp(run))
+
+
+def save_decision(run: Run, pair_ids: Sequence[str], decision: str | None) -> None:
+    """Set (or with None, remove) the decision of ``pair_ids`` and save all decisions atomically."""
+    updated = dict(run.decisions())
+    for pair_id in pair_ids:
+        if decision is None:
+            updated.pop(pair_id, None)
+        else:
+            updated[pair_id] = decision
+    run.save_decisions(updated)
+
+
+# -- derived tables -----------------------------------------------------------------------------
+
+
+@st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=4)
+def percentiles(run: Run) -> pd.DataFrame:
+    return analysis.noisiness_percentiles(run.scores)
+
+
+@st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=4)
+def image_noise(run: Run) -> pd.DataFrame:
+    return analysis.image_noise_table(run.scores)
+
+
+@st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=4)
+def flips_per_epoch(run: Run) -> pd.DataFrame:
+    return analysis.flips_per_epoch(run.history, run.scores)
+
+
+@st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=32)
+def flag_flips(run: Run, epoch: int) -> pd.DataFrame:
+    flips = analysis.flag_flips(run.history, epoch)
+    extra = ["pair_id", "caption", "is_noisy", *(["is_injected_noise"] if "is_injected_noise" in run.scores else [])]
+    return flips.merge(run.scores[extra], on="pair_id", how="left")
+
+
+@st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=16)
+def filtered_positions(run: Run, spec: analysis.PairFilter, decisions_stamp: tuple) -> np.ndarray:
+    return analysis.filter_pairs(run.scores, decisions(run), spec)
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+def image_path(run: Run, image_index: int) -> str | None:
+    """Return the absolute path of one image of the run as a string, or None when it has no file."""
+    path = run.image_file(int(image_index))
+    return None if path is None else str(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def thumbnail_uri(path: str | None, pixels: int = THUMBNAIL_PIXELS) -> str | None:
+    """Return a small WebP thumbnail of an image file as a data URI, or None when it cannot be read."""
+    from srem_core.data.images import ImageLoadError, load_image
+
+    if path is None:
+        return None
+    try:
+        image = load_image(path)
+    except ImageLoadError as error:
+        logger.warning("no thumbnail for %s: %s", path, error.reason)
+        return None
+    image.thumbnail((pixels, pixels))
+    buffer = io.BytesIO()
+    image.save(buffer, "WEBP", quality=75)
+    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# -- model, search indexes, map -----------------------------------------------------------------
+
+
+@st.cache_resource(hash_funcs=HASH_FUNCS, show_spinner="Loading the encoder and the run's projection heads…", max_entries=2)
+def model(run: Run):
+    """Return the run's ``RetrievalModel`` on CPU (the app never needs a GPU)."""
+    return run.load_model(device="cpu")
+
+
+@st.cache_resource(hash_funcs=HASH_FUNCS, show_spinner="Building the search index…", max_entries=4)
+def search_index(run: Run, modality: str):
+    """Return a fitted ``SearchIndex`` over the run's image or caption embeddings.
+
+    A FAISS index saved in the run's ``index/<modality>`` folder is reused when it is newer than the
+    embeddings; a newly built FAISS index is saved there when the folder is writable. Exact indexes
+    (up to 200,000 vectors by default) are rebuilt in memory, which takes no longer than reading them.
+    """
+    from srem_core.search_index import SearchIndex
+
+    if modality not in ("image", "caption"):
+        raise ValueError(f"modality must be 'image' or 'caption'; got {modality!r}")
+    vectors = run.image_embeddings if modality == "image" else run.text_embeddings
+    folder = run.path / "index" / modality
+    if _is_fresh(folder / "index.json", run):
+        try:
+            loaded = SearchIndex.load(folder)
+            if loaded.n_vectors_ == len(vectors):
+                return loaded
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring saved index %s: %s", folder, error)
+    index = SearchIndex(random_state=0).fit(vectors)
+    if index.kind_ != "exact":
+        try:
+            index.save(folder)
+        except OSError as error:
+            logger.warning("could not save the search index to %s: %s", folder, error)
+    return index
+
+
+def _is_fresh(path: Path, run: Run) -> bool:
+    try:
+        return path.stat().st_mtime_ns >= (run.path / "embeddings.safetensors").stat().st_mtime_ns
+    except OSError:
+        return False
+
+
+@st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=2)
+def map_coordinates(run: Run) -> np.ndarray:
+    """Return UMAP coordinates (n_images + n_pairs, 2): image rows first, then caption rows.
+
+    Coordinates saved in ``index/embedding_map.npy`` are reused when newer than the embeddings;
+    new ones are saved there when the folder is writable.
+    """
+    from srem_core.projection import EmbeddingProjector
+
+    n_rows = len(run.image_embeddings) + len(run.text_embeddings)
+    saved = run.path / "index" / MAP_FILE
+    if _is_fresh(saved, run):
+        try:
+            coordinates = np.load(saved, allow_pickle=False)
+            if coordinates.shape == (n_rows, 2):
+                return coordinates
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring saved map %s: %s", saved, error)
+    vectors = np.vstack([run.image_embeddings, run.text_embeddings])
+    coordinates = EmbeddingProjector(random_state=0).fit_transform(vectors)
+    try:
+        atomic.write_npy(saved, coordinates)
+    except OSError as error:
+        logger.warning("could not save the embedding map to %s: %s", saved, error)
+    return coordinates

@@ -1,0 +1,278 @@
+"""Benchmark SearchIndex: build time, query latency, recall@10 and peak memory per kind and size.
+
+Vectors are unit-normalised draws from a mixture of Gaussian clusters in dimension 256, and queries
+are fresh draws from the same mixture. Each (size, kind) runs in its own subprocess, so that its peak
+resident memory (``ru_maxrss``) is its own. The results go into the "search" section of a JSON file
+together with machine information, the date and the command.
+
+    python bench/bench_search.py            # 10k, 100k, 200k and 1M vectors; about 30 minutes on 2 cores
+    python bench/bench_search.py --quick    # smoke run on small sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from srem_core.search_index import SearchIndex, exact_top_k, recall_at_k  # noqa: E402
+
+logger = logging.getLogger("bench_search")
+
+DIM = 256
+"""Embedding dimension, as in the joint space of the retrieval model."""
+
+N_CLUSTERS = 1000
+"""Mixture components, standing in for semantic groups of images."""
+
+SPREAD = 2.0
+"""Norm of a point's Gaussian noise relative to its unit cluster centre. Points of one cluster then
+have mean cosine about 1 / (1 + SPREAD**2) = 0.2, so nearest neighbours are not trivially separated."""
+
+K = 10
+"""The k of recall@k and of every timed search."""
+
+SIZES = (10_000, 100_000, 200_000, 1_000_000)
+QUICK_SIZES = (2_000, 20_000)
+KINDS = ("exact", "ivf", "hnsw")
+
+RECALL_QUERIES = 1000
+"""Queries whose recall@10 against exact search is reported."""
+
+SINGLE_QUERIES = 200
+"""Queries timed one at a time for the single-query latency."""
+
+BATCH_SIZE = 100
+BATCH_REPEATS = 5
+"""Batches of ``BATCH_SIZE`` queries timed for the batch latency."""
+
+BUILD_REPEATS = 3
+"""Builds per (size, kind) below ``SINGLE_BUILD_SIZE``; the median is reported."""
+
+SINGLE_BUILD_SIZE = 1_000_000
+"""From this size on each index is built once, because one HNSW build takes several minutes."""
+
+DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "search_umap.json"
+QUICK_OUTPUT = Path(tempfile.gettempdir()) / "srem_bench_quick.json"
+"""Smoke runs write here, so they never overwrite the recorded results."""
+
+
+def mixture(n: int, seed: int, dim: int = DIM) -> np.ndarray:
+    """Draw ``n`` unit vectors from the fixed mixture (same centres for every seed)."""
+    centers = np.random.default_rng(12345).standard_normal((N_CLUSTERS, dim)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    vectors = np.empty((n, dim), dtype=np.float32)
+    block = 100_000
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        labels = rng.integers(0, N_CLUSTERS, stop - start)
+        noise = rng.standard_normal((stop - start, dim), dtype=np.float32) * (SPREAD / np.sqrt(dim))
+        vectors[start:stop] = centers[labels] + noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def machine_info() -> dict:
+    """Describe the CPU, core count, memory, load and library versions of this machine."""
+    import faiss
+
+    cpu_model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    total_kib = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "ram_gib": round(total_kib / 2**20, 1),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "faiss": faiss.__version__,
+        "faiss_threads": faiss.omp_get_max_threads(),
+    }
+
+
+def rss_mib() -> float:
+    """Return the current resident memory of this process in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+def peak_rss_mib() -> float:
+    """Return this process's peak resident memory in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_section(path: Path, section: str, content: dict) -> None:
+    """Replace one top-level key of the JSON results file, keeping the others, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[section] = content
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w") as file:
+        json.dump(results, file, indent=2)
+        file.write("\n")
+    os.replace(temporary, path)
+
+
+def run_header() -> dict:
+    """Return the date, command and machine fields that every results section starts with."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine_info(),
+    }
+
+
+# -- worker: one (size, kind) in a fresh process ------------------------------------------------
+
+
+def measure(kind: str, data_dir: Path, build_repeats: int) -> dict:
+    """Build one index kind over the saved data and time its searches."""
+    vectors = np.load(data_dir / "vectors.npy")
+    queries = np.load(data_dir / "queries.npy")
+    truth = np.load(data_dir / "truth.npy")
+    data_mib = rss_mib()
+
+    build_seconds = []
+    for _ in range(build_repeats):
+        index = None  # drop the previous index so two never sit in memory together
+        start = time.perf_counter()
+        index = SearchIndex(kind=kind).fit(vectors)
+        build_seconds.append(time.perf_counter() - start)
+    del vectors
+
+    single = []
+    for query in queries[:SINGLE_QUERIES]:
+        start = time.perf_counter()
+        index.search(query[None, :], K)
+        single.append(time.perf_counter() - start)
+    batch = []
+    for repeat in range(BATCH_REPEATS):
+        chunk = queries[repeat * BATCH_SIZE:(repeat + 1) * BATCH_SIZE]
+        start = time.perf_counter()
+        index.search(chunk, K)
+        batch.append(time.perf_counter() - start)
+
+    _, found = index.search(queries, K)
+    return {
+        "kind": kind,
+        "n_vectors": int(index.n_vectors_),
+        "build_seconds_median": float(np.median(build_seconds)),
+        "build_seconds_all": [round(s, 3) for s in build_seconds],
+        "search_param": index.search_param_,
+        "tuned_recall_at_10": index.tuned_recall_,
+        "single_query_ms_median": 1000 * float(np.median(single)),
+        "single_query_ms_p90": 1000 * float(np.percentile(single, 90)),
+        "batch_100_ms_median": 1000 * float(np.median(batch)),
+        "recall_at_10": recall_at_k(found, truth),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "rss_after_loading_data_mib": round(data_mib, 1),
+    }
+
+
+# -- orchestrator -------------------------------------------------------------------------------
+
+
+def prepare_data(n: int, n_queries: int, data_dir: Path) -> None:
+    """Write vectors, queries and exact top-10 ground truth for size ``n`` into ``data_dir``."""
+    vectors = mixture(n, seed=n)
+    queries = mixture(n_queries, seed=1)
+    _, truth = exact_top_k(vectors, queries, K)
+    np.save(data_dir / "vectors.npy", vectors)
+    np.save(data_dir / "queries.npy", queries)
+    np.save(data_dir / "truth.npy", truth)
+
+
+def run_worker(kind: str, data_dir: Path, build_repeats: int) -> dict:
+    command = [
+        sys.executable, __file__, "--worker", kind,
+        "--data-dir", str(data_dir), "--build-repeats", str(build_repeats),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"worker {kind} failed with code {completed.returncode}:\n{completed.stderr}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_all(sizes, kinds, n_queries: int, output: Path) -> None:
+    header = run_header()
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench_search_") as folder:
+            logger.info("Preparing %d vectors and exact ground truth", n)
+            prepare_data(n, n_queries, Path(folder))
+            for kind in kinds:
+                repeats = BUILD_REPEATS if n < SINGLE_BUILD_SIZE else 1
+                row = run_worker(kind, Path(folder), repeats)
+                logger.info("%s", json.dumps(row))
+                rows.append(row)
+                write_section(output, "search", {**header, **settings(n_queries), "results": rows})
+    header["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_section(output, "search", {**header, **settings(n_queries), "results": rows})
+
+
+def settings(n_queries: int) -> dict:
+    return {
+        "data": {
+            "dim": DIM, "n_clusters": N_CLUSTERS, "spread": SPREAD,
+            "recall_queries": n_queries, "single_queries": SINGLE_QUERIES,
+            "batch_size": BATCH_SIZE, "batch_repeats": BATCH_REPEATS, "k": K,
+        },
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run on 2,000 and 20,000 vectors")
+    parser.add_argument("--sizes", type=int, nargs="+", help="numbers of indexed vectors")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument(
+        "--output", type=Path,
+        help=f"results JSON file (default {DEFAULT_OUTPUT.relative_to(REPO_ROOT)}, or {QUICK_OUTPUT} with --quick)",
+    )
+    parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--build-repeats", type=int, default=BUILD_REPEATS, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        sys.stdout.write(json.dumps(measure(args.worker, args.data_dir, args.build_repeats)) + "\n")
+        return
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
+    sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
+    n_queries = BATCH_SIZE * BATCH_REPEATS if args.quick else RECALL_QUERIES
+    output = args.output or (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
+    run_all(sizes, args.kinds, n_queries, output)
+    logger.info("Wrote %s", output)
+
+
+if __name__ == "__main__":
+    main()
