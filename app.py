@@ -80,6 +80,9 @@ def main() -> None:
         )
         st.stop()
     widgets.run_sidebar(run)
+    requested = st.session_state.pop("requested_page", None)
+    if requested is not None:
+        st.switch_page(requested)
     navigation.run()
 
 

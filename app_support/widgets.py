@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Iterable
 
 import streamlit as st
@@ -15,6 +17,13 @@ GRID_COLUMNS = 5
 
 def current_run() -> Run:
     """Return the run that ``app.py`` opened for this page (already validated there)."""
+    if "run_path" not in st.session_state:
+        # When the first session of a new server opens a page's URL, Streamlit runs that page file
+        # without app.py (its older mode for a pages/ folder), so no run is chosen yet. Start at
+        # app.py, which then switches back to this page.
+        page_file = Path(inspect.stack()[1].filename).resolve()
+        st.session_state["requested_page"] = str(page_file.relative_to(loading.APP_ROOT))
+        st.switch_page("app.py")
     return loading.open_run(st.session_state["run_path"])
 
 
@@ -56,10 +65,7 @@ def image_grid(items: Iterable[dict], columns: int = GRID_COLUMNS) -> None:
 
 def image_noise_line(noise_row) -> str:
     """Describe the flags of one image's captions, from a row of ``analysis.image_noise_table``."""
-    return (
-        f"{int(noise_row['n_flagged'])} of {int(noise_row['n_captions'])} captions flagged · "
-        f"lowest clean prob {noise_row['min_clean_prob']:.2f}"
-    )
+    return f"{int(noise_row['n_flagged'])}/{int(noise_row['n_captions'])} captions flagged · min clean prob {noise_row['min_clean_prob']:.2f}"
 
 
 def pair_line(row) -> str:

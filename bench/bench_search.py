@@ -207,19 +207,23 @@ def prepare_data(n: int, n_queries: int, data_dir: Path) -> None:
     np.save(data_dir / "truth.npy", truth)
 
 
-def run_worker(kind: str, data_dir: Path, build_repeats: int) -> dict:
+def run_worker(kind: str, data_dir: Path, build_repeats: int, blas_threads: int | None) -> dict:
     command = [
         sys.executable, __file__, "--worker", kind,
         "--data-dir", str(data_dir), "--build-repeats", str(build_repeats),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if blas_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise RuntimeError(f"worker {kind} failed with code {completed.returncode}:\n{completed.stderr}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def run_all(sizes, kinds, n_queries: int, output: Path) -> None:
+def run_all(sizes, kinds, n_queries: int, output: Path, section: str, blas_threads: int | None) -> None:
     header = run_header()
+    header["blas_threads"] = blas_threads or "numpy default (one per core)"
     rows = []
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="bench_search_") as folder:
@@ -227,12 +231,12 @@ def run_all(sizes, kinds, n_queries: int, output: Path) -> None:
             prepare_data(n, n_queries, Path(folder))
             for kind in kinds:
                 repeats = BUILD_REPEATS if n < SINGLE_BUILD_SIZE else 1
-                row = run_worker(kind, Path(folder), repeats)
+                row = run_worker(kind, Path(folder), repeats, blas_threads)
                 logger.info("%s", json.dumps(row))
                 rows.append(row)
-                write_section(output, "search", {**header, **settings(n_queries), "results": rows})
+                write_section(output, section, {**header, **settings(n_queries), "results": rows})
     header["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    write_section(output, "search", {**header, **settings(n_queries), "results": rows})
+    write_section(output, section, {**header, **settings(n_queries), "results": rows})
 
 
 def settings(n_queries: int) -> dict:
@@ -254,6 +258,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--output", type=Path,
         help=f"results JSON file (default {DEFAULT_OUTPUT.relative_to(REPO_ROOT)}, or {QUICK_OUTPUT} with --quick)",
     )
+    parser.add_argument("--section", default="search", help="top-level key of the results JSON to replace")
+    parser.add_argument(
+        "--blas-threads", type=int,
+        help="OPENBLAS_NUM_THREADS for the measuring processes (default: numpy's own setting)",
+    )
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--build-repeats", type=int, default=BUILD_REPEATS, help=argparse.SUPPRESS)
@@ -270,7 +279,7 @@ def main(argv=None) -> None:
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     n_queries = BATCH_SIZE * BATCH_REPEATS if args.quick else RECALL_QUERIES
     output = args.output or (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
-    run_all(sizes, args.kinds, n_queries, output)
+    run_all(sizes, args.kinds, n_queries, output, args.section, args.blas_threads)
     logger.info("Wrote %s", output)
 
 

@@ -42,8 +42,11 @@ def threshold_slider(label: str, values: np.ndarray, key: str, help_text: str) -
         return None
     step = (high - low) / SLIDER_STEPS
     chosen = st.slider(label, min_value=low, max_value=high + step, value=high + step, step=step, key=key,
-                       format="%.3f", help=help_text)
-    return None if chosen > high else chosen
+                       format="%.3f", help=help_text + " At the right end this threshold is off.")
+    if chosen > high:
+        st.caption("Off: flags no pair.")
+        return None
+    return chosen
 
 
 run = widgets.current_run()

@@ -43,20 +43,18 @@ def page_table(run: Run, positions: np.ndarray, saved: dict[str, str], threshold
     table = pd.DataFrame(
         {
             "image": [loading.thumbnail_uri(loading.image_path(run, index)) for index in image_indices],
-            "pair_id": rows["pair_id"].to_numpy(),
             "caption": rows["caption"].to_numpy(),
-            "why": reasons,
             "best_caption": np.where(best_rows == positions, "(its own caption)", run.scores["caption"].to_numpy()[best_rows]),
             "clean_prob": rows["clean_prob"].to_numpy(),
-            "per_pair_loss": rows["per_pair_loss"].to_numpy(),
-            "energy": rows["energy"].to_numpy(),
-            "swapped_entropy": rows["swapped_entropy"].to_numpy(),
+            "why": reasons,
             "flagged": rows["is_noisy"].to_numpy(),
             "decision": [analysis.DECISION_LABELS[value] for value in analysis.decision_column(rows, saved)],
         }
     )
     if analysis.has_ground_truth(run.scores):
         table["injected"] = rows["is_injected_noise"].to_numpy()
+    for column in ("per_pair_loss", "energy", "swapped_entropy", "pair_id"):
+        table[column] = rows[column].to_numpy()
     return table
 
 
@@ -64,7 +62,10 @@ TABLE_COLUMNS = {
     "image": st.column_config.ImageColumn("image", width="small"),
     "pair_id": st.column_config.TextColumn("pair id"),
     "caption": st.column_config.TextColumn("caption", width="medium"),
-    "why": st.column_config.TextColumn("why flagged", width="large"),
+    "why": st.column_config.TextColumn(
+        "why flagged", width="large",
+        help="'loss top 3%': the pair's loss is among the highest 3% of all pairs; likewise for entropy and energy.",
+    ),
     "best_caption": st.column_config.TextColumn("best caption for the image", width="medium"),
     "clean_prob": st.column_config.ProgressColumn("clean prob", min_value=0.0, max_value=1.0, format="%.2f"),
     "per_pair_loss": st.column_config.NumberColumn("loss", format="%.2f"),

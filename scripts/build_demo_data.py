@@ -11,7 +11,8 @@ Rebuild with::
     python scripts/build_demo_data.py --debs-dir /path/to/debs --work-dir /tmp/oca
 
 Without ``--debs-dir`` the script runs ``apt-get download openclipart-png openclipart-svg``,
-so the versions it gets are whatever the configured Debian mirror serves.
+so the versions it gets are whatever the configured Debian mirror serves. It needs the Debian
+tools ``dpkg`` and ``dpkg-deb`` in any case.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import concurrent.futures
 import csv
 import dataclasses
 import hashlib
+import html
 import io
 import logging
 import os
@@ -68,7 +70,18 @@ PUBLIC_DOMAIN_LICENSES = (
 
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 DANGLING_CONTACT_RE = re.compile(r"\b(contact|e-?mail)\s*:?\s*$", re.IGNORECASE)
+HTML_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+HTML_TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
 WORD_RE = re.compile(r"\w+")
+# Words that do not count as new when deciding whether a description adds to the title.
+STOP_WORDS = frozenset(
+    "a an and are as at by for from in is it its of on or the this to with".split()
+)
+# An upstream script printed Perl hash references into the metadata: "HASH(0x850c64c)" as a
+# description and "hash(0x8a09558)" or a bare "hash" as keywords (on the map of Australia, for
+# example). They are removed from captions and keywords.
+PERL_HASH_RE = re.compile(r"\bhash\(0x[0-9a-f]+\)", re.IGNORECASE)
+JUNK_KEYWORD_RE = re.compile(r"hash(\(0x[0-9a-f]+\))?", re.IGNORECASE)
 
 # Skip reasons, in the order the summary and PROVENANCE.md list them.
 SKIP_REASONS = {
@@ -77,16 +90,16 @@ SKIP_REASONS = {
     "svg_parse_error": "SVG is not well-formed XML",
     "svg_unsafe_xml": "SVG declares an external entity",
     "not_public_domain": "SVG metadata names a license other than public domain",
-    "no_text": "SVG has neither a title nor a description",
+    "no_text": "SVG has no usable title or description (empty after cleaning)",
     "duplicate_png": "PNG is a symbolic link to a PNG already used",
     "too_many_pixels": "PNG has more pixels than --max-pixels",
     "png_decode_error": "PNG could not be decoded",
-    "duplicate_pixels": "224-pixel image is identical to one already used",
+    "duplicate_pixels": "resized image has the same pixels as one already used",
 }
 
 
 class SkipItem(Exception):
-    """Raised when one clip-art item cannot be used; ``reason`` is a key of SKIP_REASONS."""
+    """Raised when one clip-art item cannot be used. ``reason`` is a key of SKIP_REASONS."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -107,7 +120,7 @@ class Item:
     """One PNG of the package and what the build learns about it."""
 
     index: int
-    """Position in the sorted list of all PNG paths; the image id is derived from it."""
+    """Position in the sorted list of all PNG paths, from which the image id is derived."""
     relative_stem: str
     """POSIX path below ``png/`` without ".png", shared by the PNG and its SVG."""
     png_path: Path
@@ -145,17 +158,31 @@ class ImageSettings:
 # Debian packages
 
 
+def run_command(command: list[str], cwd: Path | None = None) -> str:
+    """Run a command and return its standard output. Exit with a message when it fails."""
+    try:
+        result = subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SystemExit(
+            f"Command {command[0]!r} not found. This script needs the Debian tools apt-get,"
+            " dpkg and dpkg-deb."
+        ) from None
+    except subprocess.CalledProcessError as error:
+        raise SystemExit(
+            f"{' '.join(command)} failed with exit status {error.returncode}:"
+            f" {error.stderr.strip()}"
+        ) from None
+    return result.stdout
+
+
 def download_debs(dest: Path) -> None:
     """Download both packages into ``dest`` from the configured APT sources."""
     log.info("Downloading %s with apt-get into %s", " ".join(PACKAGES), dest)
-    subprocess.run(["apt-get", "download", *PACKAGES], cwd=dest, check=True)
+    run_command(["apt-get", "download", *PACKAGES], cwd=dest)
 
 
 def read_deb_field(deb: Path, field: str) -> str:
-    result = subprocess.run(
-        ["dpkg-deb", "--field", str(deb), field], check=True, capture_output=True, text=True
-    )
-    return result.stdout.strip()
+    return run_command(["dpkg-deb", "--field", str(deb), field]).strip()
 
 
 def find_debs(debs_dir: Path) -> dict[str, Path]:
@@ -174,8 +201,8 @@ def find_debs(debs_dir: Path) -> dict[str, Path]:
     missing = [package for package in PACKAGES if package not in debs]
     if missing:
         raise SystemExit(
-            f"No .deb file for {', '.join(missing)} in {debs_dir}. Download it with"
-            f" 'apt-get download {' '.join(missing)}' or omit --debs-dir."
+            f"No .deb file for {', '.join(missing)} in {debs_dir}. Download the missing"
+            f" packages with 'apt-get download {' '.join(missing)}' or omit --debs-dir."
         )
     return debs
 
@@ -184,7 +211,7 @@ def extract_debs(debs: dict[str, Path], dest: Path) -> Path:
     """Extract the packages with ``dpkg -x`` and return the clip-art root folder."""
     for package, deb in debs.items():
         log.info("Extracting %s (%s) into %s", package, deb.name, dest)
-        subprocess.run(["dpkg", "-x", str(deb), str(dest)], check=True)
+        run_command(["dpkg", "-x", str(deb), str(dest)])
     root = dest / CLIPART_ROOT
     for kind in ("png", "svg"):
         if not (root / kind).is_dir():
@@ -208,10 +235,10 @@ def parse_xml_safely(data: bytes) -> ET.Element:
     """Parse XML into an ElementTree element without loading anything outside ``data``.
 
     Raises SkipItem("svg_unsafe_xml") when the document declares an external entity and
-    SkipItem("svg_parse_error") when it is not well-formed. Expat never fetches the external DTD
-    subset here, and expat 2.4 and later limit the expansion of internal entities
-    ("billion laughs"). Internal entities are allowed because Adobe Illustrator SVGs use them
-    for namespace URIs.
+    SkipItem("svg_parse_error") when it is not well-formed. With parameter entity parsing off,
+    expat does not read the external DTD subset. Internal entities are allowed because Adobe
+    Illustrator SVGs use them for namespace URIs, and expat's billion-laughs protection (checked
+    with expat 2.5.0) stops exponential expansion with a parse error.
     """
     builder = ET.TreeBuilder()
     parser = expat.ParserCreate(namespace_separator="}")
@@ -304,13 +331,26 @@ def read_svg_metadata(svg_path: Path, max_bytes: int) -> SvgMetadata:
             keywords.extend(normalize_text(text).replace(";", ",") for text in texts)
         for license_element in _children(work, CC_NAMESPACES, "license"):
             license_uri = license_uri or license_element.get(f"{{{RDF_NS}}}resource", "").strip()
-    unique_keywords = tuple(dict.fromkeys(keyword for keyword in keywords if keyword))
+    unique_keywords = tuple(dict.fromkeys(
+        keyword for keyword in keywords if keyword and not JUNK_KEYWORD_RE.fullmatch(keyword)
+    ))
     return SvgMetadata(title, description, unique_keywords, license_uri)
 
 
+def clean_text(text: str) -> str:
+    """Decode HTML entities, remove HTML tags, comments and Perl hash references, and collapse
+    whitespace. Some descriptions contain escaped HTML such as ``&quot;`` or a license badge."""
+    text = html.unescape(text)
+    text = HTML_COMMENT_RE.sub(" ", text)
+    text = HTML_TAG_RE.sub(" ", text)
+    text = PERL_HASH_RE.sub(" ", text)
+    return normalize_text(text)
+
+
 def clean_description(description: str) -> str:
-    """Remove e-mail addresses (and a "contact:" label left without one) from a description."""
-    text = EMAIL_RE.sub("", description)
+    """Clean a description as clean_text does and also remove e-mail addresses, together with a
+    "contact:" label left without its address."""
+    text = EMAIL_RE.sub("", clean_text(description))
     text = DANGLING_CONTACT_RE.sub("", normalize_text(text))
     text = text.strip(" ,;:-")
     return text if WORD_RE.search(text) else ""
@@ -329,13 +369,13 @@ def truncate_on_word(text: str, max_chars: int) -> str:
 def build_caption(title: str, description: str, max_chars: int) -> str:
     """Return the title, followed by the description when the description adds new words.
 
-    Words are compared case-insensitively, so "Shield" / "A simple shield" gives
-    "Shield. A simple shield" while "Trip to the Beach" / "Trip to the Beach" gives the title.
+    Words are compared case-insensitively and STOP_WORDS are ignored, so "Shield" / "A simple
+    shield" gives "Shield. A simple shield" while "Duck" / "A duck" gives "Duck".
     """
-    title = normalize_text(title)
+    title = clean_text(title)
     description = clean_description(description)
     title_words = set(WORD_RE.findall(title.lower()))
-    description_words = set(WORD_RE.findall(description.lower()))
+    description_words = set(WORD_RE.findall(description.lower())) - STOP_WORDS
     if not description or description_words <= title_words:
         caption = title
     elif not title:
@@ -353,9 +393,9 @@ def build_caption(title: str, description: str, max_chars: int) -> str:
 def convert_png(png_path: Path, settings: ImageSettings) -> tuple[dict[int, bytes], str]:
     """Flatten a PNG onto white, resize it and encode it as WebP at each quality of ``settings``.
 
-    Returns the WebP bytes keyed by quality and a SHA-1 of the resized RGB pixels. The pixel count is checked
-    from the PNG header before any pixel data is decoded. Raises SkipItem("too_many_pixels") or
-    SkipItem("png_decode_error").
+    Returns the WebP bytes keyed by quality and a SHA-1 of the resized RGB pixels. The pixel
+    count is checked from the PNG header before any pixel data is decoded. Raises
+    SkipItem("too_many_pixels") or SkipItem("png_decode_error").
     """
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     with warnings.catch_warnings():
@@ -372,8 +412,8 @@ def convert_png(png_path: Path, settings: ImageSettings) -> tuple[dict[int, byte
         except Image.DecompressionBombError as error:
             raise SkipItem("too_many_pixels", f"rejected by Pillow: {error}") from error
         except (OSError, ValueError, SyntaxError) as error:
-            # Pillow raises OSError for truncated or corrupt data, ValueError for oversized
-            # text chunks and SyntaxError for a bad PNG signature.
+            # Pillow raises OSError for truncated data or an unidentified file, ValueError for
+            # oversized text chunks and SyntaxError for a broken chunk or checksum.
             raise SkipItem("png_decode_error", f"{type(error).__name__}: {error}") from error
 
     # Composite at full size, then resize the opaque RGB image, so that colors of fully
@@ -437,12 +477,20 @@ def assign_splits(source_paths: list[str], test_size: int, val_size: int) -> lis
     return splits
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        # mkstemp creates the file readable by its owner only. Use the mode open() would give.
+        os.chmod(temporary, _default_file_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -513,14 +561,25 @@ text.
 - Text comes from the SVG's RDF metadata: `dc:title` and `dc:description` of `cc:Work`. When the
   title is empty, the root `<title>` is used, and when the description is empty, the root `<desc>`.
 - The caption is the title, followed by the description when the description contains a word
-  (case-insensitive) that the title does not. Whitespace is collapsed, e-mail addresses are
-  removed from descriptions, and captions longer than {args.max_caption_chars} characters are cut
-  at a word boundary and end with "…".
+  (case-insensitive, ignoring {len(STOP_WORDS)} stop words such as "a" and "the") that the title
+  does not. Before that, HTML entities are decoded, and HTML tags and comments, Perl hash
+  references ("HASH(0x850c64c)") and e-mail addresses are removed. Whitespace is collapsed.
+  Captions longer than {args.max_caption_chars} characters are cut at a word boundary and end
+  with "…".
 - Titles are kept as the authors wrote them, noise included: many are collection names such as
   "gramastar", "Part of the Flat Icon Collection (…)" or "card", or a file name. They are kept
   on purpose as real-world caption noise.
 - `keywords` holds the `dc:subject` items (`rdf:Bag/rdf:li`) of the same SVG, joined with `;`.
+  Duplicates are removed, `;` inside an item becomes `,`, and the items "hash" and
+  "hash(0x…)", which an upstream script left in many files, are dropped.
 - `category` is the top-level folder under `/usr/share/openclipart/png/`.
+
+## Duplicates
+
+Items are considered in path order, regular files before symbolic links. A PNG that is a
+symbolic link to a PNG already used is skipped, so a picture filed in two folders appears once,
+under the folder of its regular file. An image whose {args.side}-pixel RGB pixels equal those of an
+image already used is skipped too.
 
 ## Images
 
@@ -528,7 +587,8 @@ Each PNG is composited over a white background, converted to RGB, resized with L
 that its longer side is {args.side} pixels (smaller images are enlarged), and saved as WebP with
 quality {args.chosen_quality} (Pillow {Image.__version__}, libwebp {features.version("webp")}).
 The build tries qualities from {args.quality} down to {args.min_quality} in steps of 2 and uses the
-highest one at which `images/` fits in {args.image_budget_mb:g} MB, the same for every image.
+highest one at which `images/` fits in {args.image_budget_mb:g} MB (10^6 bytes), the same for
+every image.
 PNGs with more than {args.max_pixels:,} pixels are skipped without decoding.
 
 ## Counts
@@ -568,11 +628,30 @@ versions listed above, because the mirror may serve another version.
 """
 
 
+def quote_copyright_files(copyright_texts: dict[str, str]) -> str:
+    """Return Markdown that quotes the copyright file of each package, or one copy if all match.
+
+    Trailing whitespace is removed from each line. Everything else is quoted verbatim.
+    """
+    def fence(text: str) -> str:
+        lines = [line.rstrip() for line in text.rstrip().splitlines()]
+        return "```text\n" + "\n".join(lines) + "\n```"
+
+    paths = [f"`/usr/share/doc/{package}/copyright`" for package in copyright_texts]
+    texts = list(copyright_texts.values())
+    if all(text == texts[0] for text in texts):
+        return (f"The files {' and '.join(paths)} are identical. Their full text"
+                f" (trailing whitespace removed) is:\n\n{fence(texts[0])}")
+    return "\n\n".join(
+        f"The full text of {path} (trailing whitespace removed) is:\n\n{fence(text)}"
+        for path, text in zip(paths, texts)
+    )
+
+
 def render_license(
-    copyright_path: Path, copyright_text: str, rejected_licenses: collections.Counter
+    copyright_texts: dict[str, str], rejected_licenses: collections.Counter
 ) -> str:
-    """Render LICENSE.md, quoting the package's copyright file verbatim."""
-    quoted = "\n".join(f"> {line}".rstrip() for line in copyright_text.rstrip().splitlines())
+    """Render LICENSE.md, quoting the packages' copyright files."""
     if rejected_licenses:
         listed = ", ".join(f"`{uri}` ({n})" for uri, n in sorted(rejected_licenses.items()))
         rejected = (f"The build skipped the {sum(rejected_licenses.values())} items whose SVG"
@@ -582,17 +661,15 @@ def render_license(
     return f"""# License of the demo dataset
 
 The images and captions in this folder are derived from the Open Clip Art Library 0.18 as
-packaged by Debian (`openclipart-png`, `openclipart-svg`). Each image is a resized copy of a
-package PNG, and each caption is built from the metadata of the matching SVG.
+packaged by Debian (`openclipart-png`, `openclipart-svg`). Each image is a package PNG
+flattened onto white and resized, and each caption is built from the metadata of the matching
+SVG.
 
-Both packages ship the same copyright file. Its full text, from
-`/{copyright_path.as_posix()}`, is:
+{quote_copyright_files(copyright_texts)}
 
-{quoted}
-
-The quoted text is the Creative Commons "Copyright-Only Dedication (based on United States
-law) or Public Domain Certification". It is not the CC0 1.0 legal text, but it likewise
-dedicates the works to the public domain.
+This is the Creative Commons "Copyright-Only Dedication (based on United States law) or Public
+Domain Certification". It is not the CC0 1.0 legal text, but it too places the works in the
+public domain.
 
 The file refers to per-image `.txt` files with author information. Those files are not in
 these packages, but each SVG names its author in `dc:creator`. Most SVGs also declare
@@ -624,7 +701,7 @@ def list_items(root: Path) -> tuple[list[Item], dict[str, int]]:
     return items, found
 
 
-def skip(counts: collections.Counter, item: Item, error: SkipItem, level: int) -> None:
+def record_skip(counts: collections.Counter, item: Item, error: SkipItem, level: int) -> None:
     counts[error.reason] += 1
     log.log(level, "Skipped %s (%s): %s", item.source_path, error.reason,
             error.detail or SKIP_REASONS[error.reason])
@@ -637,7 +714,7 @@ def attach_captions(
     args: argparse.Namespace,
 ) -> list[Item]:
     """Read each SVG and return the items that have a caption and a public-domain license."""
-    kept = []
+    captioned = []
     for item in tqdm(items, desc="SVG metadata", unit="file"):
         try:
             if not item.svg_path.is_file():
@@ -650,27 +727,27 @@ def attach_captions(
             if not caption:
                 raise SkipItem("no_text")
         except SkipItem as error:
-            quiet = error.reason in ("no_text",)
-            skip(counts, item, error, logging.DEBUG if quiet else logging.WARNING)
+            level = logging.DEBUG if error.reason == "no_text" else logging.WARNING
+            record_skip(counts, item, error, level)
             continue
         item.caption = caption
         item.keywords = metadata.keywords
-        kept.append(item)
-    return kept
+        captioned.append(item)
+    return captioned
 
 
 def drop_linked_duplicates(items: list[Item], counts: collections.Counter) -> list[Item]:
     """Keep one item per PNG file, preferring the regular file over symbolic links to it."""
-    seen: set[Path] = set()
-    kept = []
+    used_targets: set[Path] = set()
+    unique_files = []
     for item in sorted(items, key=lambda i: (i.png_path.is_symlink(), i.index)):
         target = item.png_path.resolve()
-        if target in seen:
-            skip(counts, item, SkipItem("duplicate_png", str(target)), logging.DEBUG)
+        if target in used_targets:
+            record_skip(counts, item, SkipItem("duplicate_png", str(target)), logging.DEBUG)
             continue
-        seen.add(target)
-        kept.append(item)
-    return sorted(kept, key=lambda i: i.index)
+        used_targets.add(target)
+        unique_files.append(item)
+    return sorted(unique_files, key=lambda i: i.index)
 
 
 def attach_images(
@@ -688,21 +765,23 @@ def attach_images(
         ):
             item = by_index[index]
             if reason:
-                skip(counts, item, SkipItem(reason, detail), logging.WARNING)
+                record_skip(counts, item, SkipItem(reason, detail), logging.WARNING)
                 continue
             item.webp_by_quality, item.pixel_hash = webp_by_quality, pixel_hash
             converted.append(item)
+    return converted
 
-    seen: dict[str, Item] = {}
-    kept = []
-    for item in sorted(converted, key=lambda i: (i.png_path.is_symlink(), i.index)):
-        if item.pixel_hash in seen:
-            detail = f"same pixels as {seen[item.pixel_hash].source_path}"
-            skip(counts, item, SkipItem("duplicate_pixels", detail), logging.DEBUG)
+
+def drop_pixel_duplicates(items: list[Item], counts: collections.Counter) -> list[Item]:
+    """Keep one item per resized image, preferring regular files, then the lowest index."""
+    first_by_hash: dict[str, Item] = {}
+    for item in sorted(items, key=lambda i: (i.png_path.is_symlink(), i.index)):
+        if item.pixel_hash in first_by_hash:
+            detail = f"same pixels as {first_by_hash[item.pixel_hash].source_path}"
+            record_skip(counts, item, SkipItem("duplicate_pixels", detail), logging.DEBUG)
             continue
-        seen[item.pixel_hash] = item
-        kept.append(item)
-    return sorted(kept, key=lambda i: i.index)
+        first_by_hash[item.pixel_hash] = item
+    return sorted(first_by_hash.values(), key=lambda i: i.index)
 
 
 def candidate_qualities(args: argparse.Namespace) -> tuple[int, ...]:
@@ -736,14 +815,12 @@ def choose_quality(items: list[Item], budget_bytes: int) -> int:
 def write_images(items: list[Item], images_dir: Path) -> int:
     """Write the WebP files, delete stale ``oca-*.webp`` files and return the total bytes."""
     images_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {f"{item.image_id}.webp" for item in items}
+    expected_names = {f"{item.image_id}.webp" for item in items}
     for stale in images_dir.glob("oca-*.webp"):
-        if stale.name not in wanted:
+        if stale.name not in expected_names:
             stale.unlink()
     for item in items:
-        path = images_dir / f"{item.image_id}.webp"
-        if not path.is_file() or path.read_bytes() != item.webp:
-            write_atomically(path, item.webp)
+        write_atomically(images_dir / f"{item.image_id}.webp", item.webp)
     return sum(len(item.webp) for item in items)
 
 
@@ -761,10 +838,16 @@ def build(args: argparse.Namespace, debs_dir: Path, work_dir: Path) -> None:
     items = attach_captions(items, counts, rejected_licenses, args)
     items = drop_linked_duplicates(items, counts)
     items = attach_images(items, counts, args)
+    items = drop_pixel_duplicates(items, counts)
     if not items:
-        raise SystemExit("No pairs were kept. Check the skip counts logged above.")
+        raise SystemExit("No pairs were kept. Check the skipped items logged above.")
     args.chosen_quality = choose_quality(items, round(args.image_budget_mb * 1e6))
 
+    if len(items) < args.min_pairs:
+        raise SystemExit(
+            f"Only {len(items)} pairs were kept, fewer than --min-pairs {args.min_pairs}. Check"
+            " the skip counts logged above. Nothing was written."
+        )
     source_paths = [item.source_path for item in items]
     splits = assign_splits(source_paths, args.test_size, args.val_size)
     split_counts = collections.Counter(splits)
@@ -774,13 +857,15 @@ def build(args: argparse.Namespace, debs_dir: Path, work_dir: Path) -> None:
     image_bytes = write_images(items, out / "images")
     write_atomically(out / "pairs.csv", render_pairs_csv(items, splits))
 
-    copyright_path = Path("usr/share/doc/openclipart-png/copyright")
-    copyright_text = (work_dir / copyright_path).read_text(encoding="utf-8")
+    copyright_texts = {
+        package: (work_dir / "usr/share/doc" / package / "copyright").read_text(encoding="utf-8")
+        for package in PACKAGES
+    }
     provenance = render_provenance(
         debs, versions, counts, found, split_counts, image_bytes, args
     )
     write_atomically(out / "PROVENANCE.md", provenance.encode("utf-8"))
-    license_text = render_license(copyright_path, copyright_text, rejected_licenses)
+    license_text = render_license(copyright_texts, rejected_licenses)
     write_atomically(out / "LICENSE.md", license_text.encode("utf-8"))
 
     for reason in SKIP_REASONS:
@@ -788,16 +873,12 @@ def build(args: argparse.Namespace, debs_dir: Path, work_dir: Path) -> None:
     log.info("Kept %d pairs: %d train, %d val, %d test", len(items), split_counts["train"],
              split_counts["val"], split_counts["test"])
     log.info("Wrote %s: images total %.2f MB (%d bytes)", out, image_bytes / 1e6, image_bytes)
-    if len(items) < args.min_pairs:
-        raise SystemExit(
-            f"Only {len(items)} pairs were kept, fewer than --min-pairs {args.min_pairs}. Check"
-            " the skip counts above."
-        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     repo_root = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
     parser.add_argument("--debs-dir", type=Path,
                         help="folder with the openclipart-png and openclipart-svg .deb files"
                         " (default: download them with apt-get into a temporary folder)")
@@ -806,6 +887,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path,
                         help="empty or new folder to extract the packages into, kept afterwards"
                         " (default: a temporary folder, deleted afterwards)")
+
     parser.add_argument("--side", type=int, default=224,
                         help="longer side of the output images, in pixels (default: 224)")
     parser.add_argument("--quality", type=int, default=80,
@@ -819,21 +901,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-pixels", type=int, default=50_000_000,
                         help="skip PNGs with more pixels than this, read from the header before"
                         " decoding (default: 50000000)")
+
     parser.add_argument("--max-svg-bytes", type=int, default=20_000_000,
                         help="skip SVG files larger than this many bytes (default: 20000000)")
     parser.add_argument("--max-caption-chars", type=int, default=200,
                         help="maximum caption length in characters (default: 200)")
+
     parser.add_argument("--test-size", type=int, default=1000,
                         help="number of pairs in the test split (default: 1000)")
     parser.add_argument("--val-size", type=int, default=500,
                         help="number of pairs in the val split (default: 500)")
     parser.add_argument("--min-pairs", type=int, default=6000,
                         help="exit with an error when fewer pairs are kept (default: 6000)")
+
     parser.add_argument("--workers", type=int, default=os.cpu_count(),
                         help="image conversion processes (default: the number of CPUs)")
     parser.add_argument("--verbose", action="store_true",
                         help="also log each duplicate and each item without text")
-    return parser.parse_args(argv)
+
+    args = parser.parse_args(argv)
+    if not 0 <= args.min_quality <= args.quality <= 100:
+        parser.error(f"--min-quality {args.min_quality} and --quality {args.quality} are invalid."
+                     " Pass 0 <= --min-quality <= --quality <= 100.")
+    if args.side < 1 or args.max_caption_chars < 2 or args.max_pixels < 1:
+        parser.error("--side, --max-pixels and --max-caption-chars must be positive"
+                     " (--max-caption-chars at least 2).")
+    if args.workers is None or args.workers < 1:
+        args.workers = 1
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -844,15 +939,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     with logging_redirect_tqdm(), tempfile.TemporaryDirectory(prefix="oca-") as temporary:
         temporary = Path(temporary)
+        work_dir = args.work_dir or temporary / "extracted"
+        if work_dir.exists() and any(work_dir.iterdir()):
+            sys.exit(f"--work-dir {work_dir} is not empty. Pass an empty or new folder.")
+        work_dir.mkdir(parents=True, exist_ok=True)
+
         debs_dir = args.debs_dir
         if debs_dir is None:
             debs_dir = temporary / "debs"
             debs_dir.mkdir()
             download_debs(debs_dir)
-        work_dir = args.work_dir or temporary / "extracted"
-        if work_dir.exists() and any(work_dir.iterdir()):
-            sys.exit(f"--work-dir {work_dir} is not empty. Pass an empty or new folder.")
-        work_dir.mkdir(parents=True, exist_ok=True)
         build(args, debs_dir, work_dir)
 
 

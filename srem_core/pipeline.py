@@ -16,6 +16,7 @@ from srem_core.config import RunConfig
 from srem_core.data import load_dataset
 from srem_core.data.noise import NoiseInjection, inject_noise, load_noise_index, save_noise_index
 from srem_core.data.pairs import PairDataset, SkippedItem
+from srem_core.distributed import init_from_environment
 from srem_core.encoders import create_encoder
 from srem_core.encoders.cache import extract_features
 from srem_core.evaluation import coco_1k_recall, detection_metrics, recall_at_k
@@ -168,12 +169,21 @@ def write_skipped(run_dir: Path, skipped: list[SkippedItem]) -> None:
 def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
     """Train one run into ``run_dir`` and write every file of the run format; return the final metrics."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.train.device)
+    context = init_from_environment(device)
+    if context.enabled and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(config.data)
     encoder = create_encoder(config.encoder, pretrained=config.pretrained, device=str(device))
     cache_dir = Path(config.cache_dir) if config.cache_dir else DEFAULT_CACHE_DIR
-    encoded = encode_dataset(dataset, encoder, cache_dir=cache_dir, device=device, progress=progress)
+    # Rank 0 fills the feature cache first; the other ranks then read it instead of encoding again.
+    if not context.is_main:
+        context.barrier()
+    encoded = encode_dataset(dataset, encoder, cache_dir=cache_dir, device=device, progress=progress and context.is_main)
+    if context.is_main:
+        context.barrier()
     dataset = encoded.dataset
     noise = make_noise(config, dataset)
     original_index = dataset.caption_to_image
@@ -187,13 +197,16 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, p
     encoder_record = {"name": config.encoder, "pretrained": config.pretrained, "identity": encoded.encoder_identity,
                       "image_dim": int(data.image_inputs.shape[1]), "text_dim": int(data.text_inputs.shape[1])}
     data_record = _data_record(config, dataset, run_dir, noise)
-    write_config(run_dir, config=config.to_dict(), data=data_record, encoder=encoder_record, device=device.type, status="training")
-    write_skipped(run_dir, dataset.skipped)
-    if noise is not None:
-        save_noise_index(run_dir / "noise_index.npy", noise)
+    if context.is_main:
+        write_config(run_dir, config=config.to_dict(), data=data_record, encoder=encoder_record, device=device.type, status="training")
+        write_skipped(run_dir, dataset.skipped)
+        if noise is not None:
+            save_noise_index(run_dir / "noise_index.npy", noise)
 
-    trainer = Trainer(config, data, run_dir, encoder_identity=encoded.encoder_identity, progress=progress)
+    trainer = Trainer(config, data, run_dir, encoder_identity=encoded.encoder_identity, progress=progress, context=context, device=device)
     trainer.fit(resume=resume)
+    if not context.is_main:
+        return {}
 
     best = load_heads(run_dir / "model.safetensors", encoder_identity=encoded.encoder_identity, device=str(device))
     scores, image_embeddings, text_embeddings = score_all_pairs(

@@ -109,13 +109,14 @@ def run_zero_training_baseline(
     from srem_core.data import load_dataset
     from srem_core.encoders import create_encoder
     from srem_core.encoders.bridge import zero_training_scores
-    from srem_core.pipeline import make_noise
+    from srem_core.pipeline import DEFAULT_CACHE_DIR, make_noise
 
     dataset = load_dataset(data)
     model = create_encoder(encoder, pretrained=pretrained, device="cpu")
     injection = make_noise(RunConfig(data=data, noise=noise), dataset)
-    assigned = dataset.caption_to_image if injection is None else injection.assigned
-    scores = zero_training_scores(model, dataset, caption_to_image=assigned, cache_dir=cache_dir)
+    if injection is not None:
+        dataset.pairs["image_index"] = injection.assigned
+    scores = zero_training_scores(model, dataset, cache_dir=Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR)
     train = dataset.split_mask("train")
     metrics: dict = {"kind": "zero_training", "encoder": encoder}
     if injection is not None:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from srem_core import atomic, losses
 from srem_core.config import RunConfig
+from srem_core.distributed import DistributedContext, average_gradients, gather_with_grad
 from srem_core.evaluation import detection_metrics, recall_at_k
 from srem_core.model import HeadEnsemble, ProjectionHeads
 from srem_core.objective import Objective, PairStatistics, Selection, create_objective
@@ -94,10 +95,15 @@ def build_model(config: RunConfig, data: TrainingData, n_networks: int) -> HeadE
 class Trainer:
     """Runs the epochs of one run, writing history, metrics and checkpoints into ``run_dir``."""
 
-    def __init__(self, config: RunConfig, data: TrainingData, run_dir: Path, *, encoder_identity: str, progress: bool = True) -> None:
-        self.config, self.data, self.run_dir, self.progress = config, data, Path(run_dir), progress
+    def __init__(
+        self, config: RunConfig, data: TrainingData, run_dir: Path, *, encoder_identity: str, progress: bool = True,
+        context: DistributedContext | None = None, device: torch.device | None = None,
+    ) -> None:
+        self.config, self.data, self.run_dir = config, data, Path(run_dir)
+        self.context = context or DistributedContext()
+        self.progress = progress and self.context.is_main
         self.encoder_identity = encoder_identity
-        self.device = resolve_device(config.train.device)
+        self.device = device or resolve_device(config.train.device)
         self.objective: Objective = create_objective(config.objective, config.train)
         self.model = build_model(config, data, self.objective.n_networks).to(self.device)
         self.optimizer = torch.optim.AdamW(
@@ -116,11 +122,20 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _similarities(self, rows: np.ndarray) -> list[torch.Tensor]:
-        images = self.data.image_inputs[self.data.caption_to_image[rows]].to(self.device)
-        texts = self.data.text_inputs[rows].to(self.device)
+        """Return each network's (B, B) similarity over the global batch ``rows``.
+
+        Under torchrun each rank embeds only its slice and the features are gathered with gradients.
+        """
+        local = self.context.local_slice(rows) if self.context.enabled else rows
+        images = self.data.image_inputs[self.data.caption_to_image[local]].to(self.device)
+        texts = self.data.text_inputs[local].to(self.device)
         similarities = []
         for member in self.model.members:
             image_features, text_features = member(images, texts)
+            if self.context.enabled:
+                sizes = self.context.slice_sizes(len(rows))
+                image_features = gather_with_grad(image_features, sizes)
+                text_features = gather_with_grad(text_features, sizes)
             similarities.append((image_features @ text_features.T).float())
         return similarities
 
@@ -142,6 +157,8 @@ class Trainer:
                 loss, terms = self.objective.batch_loss(similarities, torch.as_tensor(position[rows]), epoch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.context.enabled:
+                average_gradients(self.model.parameters())
             self.optimizer.step()
             self._record_forward(forward_stats, position[rows], similarities[0].detach())
             for key, value in {"loss": float(loss.detach()), **terms}.items():
@@ -284,7 +301,8 @@ class Trainer:
 
     def _restore_logs(self, last_epoch: int) -> None:
         metrics = [line for line in read_metrics(self.run_dir / "metrics.jsonl") if line.get("epoch", -1) <= last_epoch and line.get("kind") == "epoch"]
-        atomic.write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(line, sort_keys=True) + "\n" for line in metrics))
+        if self.context.is_main:
+            atomic.write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(line, sort_keys=True) + "\n" for line in metrics))
         history_path = self.run_dir / "history.parquet"
         if history_path.exists():
             history = pd.read_parquet(history_path)
@@ -301,11 +319,14 @@ class Trainer:
             val_rsum = record.get("val_rsum", -float(epoch))
             if val_rsum > self.best_val_rsum:
                 self.best_val_rsum, self.best_epoch = val_rsum, epoch
-                save_heads(self.run_dir / "model.safetensors", self.model, self.encoder_identity)
+                if self.context.is_main:
+                    save_heads(self.run_dir / "model.safetensors", self.model, self.encoder_identity)
             record["best_epoch"] = self.best_epoch
-            atomic.append_json_line(self.run_dir / "metrics.jsonl", record)
-            atomic.write_parquet(self.run_dir / "history.parquet", pd.concat(self.history, ignore_index=True))
-            self._save_checkpoint(epoch)
+            if self.context.is_main:
+                atomic.append_json_line(self.run_dir / "metrics.jsonl", record)
+                atomic.write_parquet(self.run_dir / "history.parquet", pd.concat(self.history, ignore_index=True))
+                self._save_checkpoint(epoch)
+            self.context.barrier()
             logger.info(
                 "epoch %d/%d loss %.4f val rSum %.1f train AUROC %s (%.1f s)",
                 epoch + 1, self.config.train.epochs, record.get("loss", float("nan")), record.get("val_rsum", float("nan")),

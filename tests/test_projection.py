@@ -31,9 +31,17 @@ def clusters():
     return two_clusters(150)
 
 
-def test_output_shape_and_dtype(clusters):
+@pytest.fixture(scope="module")
+def fitted(clusters):
+    """A projector fitted on all 300 points (below the cap) and its output."""
     vectors, _ = clusters
-    coordinates = EmbeddingProjector(random_state=0).fit_transform(vectors)
+    projector = EmbeddingProjector(random_state=0)
+    return projector, projector.fit_transform(vectors)
+
+
+def test_output_shape_and_dtype(fitted):
+    projector, coordinates = fitted
+    assert len(projector.fit_indices_) == 300
     assert coordinates.shape == (300, 2)
     assert coordinates.dtype == np.float32
     assert np.isfinite(coordinates).all()
@@ -46,9 +54,9 @@ def test_fixed_random_state_is_deterministic(clusters):
     np.testing.assert_array_equal(first, second)
 
 
-def test_clusters_stay_separated(clusters):
-    vectors, labels = clusters
-    coordinates = EmbeddingProjector(random_state=0).fit_transform(vectors)
+def test_clusters_stay_separated(clusters, fitted):
+    _, labels = clusters
+    _, coordinates = fitted
     # Random coordinates would score about 0.5 here.
     assert nearest_neighbour_agreement(coordinates, labels) >= 0.95
 
@@ -74,9 +82,9 @@ def test_sample_then_transform_above_cap(clusters, caplog):
     assert nearest_neighbour_agreement(coordinates, labels) >= 0.95
 
 
-def test_transform_new_points(clusters):
-    vectors, labels = clusters
-    projector = EmbeddingProjector(random_state=0).fit(vectors)
+def test_transform_new_points(clusters, fitted):
+    _, labels = clusters
+    projector, _ = fitted
     new_vectors, new_labels = two_clusters(20, seed=5)
     placed = projector.transform(new_vectors)
     assert placed.shape == (40, 2)
@@ -137,9 +145,9 @@ def test_transform_before_fit(clusters):
     assert str(error.value) == "This EmbeddingProjector is not fitted yet; call `fit(vectors)` first."
 
 
-def test_transform_dimension_mismatch(clusters):
+def test_transform_dimension_mismatch(clusters, fitted):
     vectors, _ = clusters
-    projector = EmbeddingProjector(random_state=0).fit(vectors)
+    projector, _ = fitted
     with pytest.raises(ValueError) as error:
         projector.transform(vectors[:, :8])
     assert str(error.value) == "`vectors` has dimension 8 but the projector was fitted on dimension 16."

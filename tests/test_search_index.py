@@ -81,7 +81,7 @@ def test_exact_k_equals_n(small):
 def test_exact_blocks_queries(small, monkeypatch):
     vectors, queries = small
     expected = SearchIndex(kind="exact").fit(vectors).search(queries, 4)
-    # A block of 600 score entries holds two queries against 300 vectors, so 7 queries take 4 blocks.
+    # A block of 600 score entries contains two queries against 300 vectors, so 7 queries take 4 blocks.
     monkeypatch.setattr(search_index, "EXACT_BLOCK_ELEMENTS", 600)
     blocked = SearchIndex(kind="exact").fit(vectors).search(queries, 4)
     np.testing.assert_array_equal(blocked[1], expected[1])
@@ -201,7 +201,7 @@ def test_load_missing_folder(tmp_path):
     with pytest.raises(ValueError) as error:
         SearchIndex.load(tmp_path)
     assert str(error.value) == (
-        f"{path} not found; the folder holds no saved index. Save one with `SearchIndex.save`."
+        f"{path} not found, so the folder contains no saved index. Save one with `SearchIndex.save`."
     )
 
 
@@ -227,7 +227,7 @@ def test_load_dimension_mismatch(small, tmp_path):
     with pytest.raises(ValueError) as error:
         SearchIndex.load(tmp_path)
     assert str(error.value) == (
-        f"{tmp_path / 'vectors.npy'} holds 300 vectors of dimension 16, but "
+        f"{tmp_path / 'vectors.npy'} contains 300 vectors of dimension 16, but "
         f"{tmp_path / 'index.json'} records 300 of dimension 32. The files come from different "
         f"saves; rebuild the index and save it again."
     )

@@ -12,6 +12,7 @@ import os
 import torch
 
 from srem_core.encoders.base import Encoder
+from srem_core.encoders.bridge import zero_training_scores
 from srem_core.encoders.cache import ExtractedFeatures, encode_texts_cached, extract_features
 
 OPEN_CLIP_PREFIX = "open_clip:"
@@ -27,6 +28,7 @@ __all__ = [
     "create_encoder",
     "encode_texts_cached",
     "extract_features",
+    "zero_training_scores",
 ]
 
 
@@ -47,7 +49,7 @@ def create_encoder(
     if name == "offline":
         if pretrained is not None:
             raise ValueError(
-                f"The offline encoder has fixed bundled weights; got `pretrained`={str(pretrained)!r}. "
+                f"The offline encoder has fixed bundled weights, but got `pretrained`={str(pretrained)!r}. "
                 "Leave `pretrained` unset, or use an 'open_clip:<model_name>' encoder."
             )
         from srem_core.encoders.offline import OfflineEncoder

@@ -40,7 +40,7 @@ def zero_training_scores(
 ) -> np.ndarray:
     """Score every pair of ``dataset`` by untrained image-caption similarity, shape (n_pairs,) float32.
 
-    Scores are cosine similarities in [-1, 1]; higher means the caption more likely matches its
+    Scores are cosine similarities in [-1, 1]. Higher means the caption more likely matches its
     image, so the lowest-scored pairs are the first suspects for noise. The two scores (CLIP score
     or ImageNet bridge, see the module docstring) are on different scales and must not be mixed.
     A pair whose image failed to load scores NaN (``features.usable_pairs`` is False there).
@@ -58,23 +58,24 @@ def zero_training_scores(
             "The zero-training baseline needs the image files; this dataset has only precomputed "
             "image features. Use a dataset with image files."
         )
+    uses_bridge = isinstance(encoder, OfflineEncoder)
+    if not uses_bridge and not getattr(encoder, "joint_space", False):
+        raise TypeError(
+            f"No zero-training score for {type(encoder).__name__}: its image and text features share "
+            "no space and it has no ImageNet classifier. Use OfflineEncoder or OpenClipEncoder."
+        )
     if features is None:
         features = extract_features(
             encoder, dataset, cache_dir=cache_dir, batch_size=batch_size, device=device, progress=progress
         )
     _check_features(encoder, dataset, features)
 
-    if isinstance(encoder, OfflineEncoder):
+    if uses_bridge:
         image_side = imagenet_bridge_embeddings(
             encoder, features.image_features, cache_dir=cache_dir, batch_size=batch_size
         )
-    elif getattr(encoder, "joint_space", False):
-        image_side = torch.tensor(features.image_features, dtype=torch.float32)
     else:
-        raise TypeError(
-            f"No zero-training score for {type(encoder).__name__}: its image and text features share "
-            "no space and it has no ImageNet classifier. Use OfflineEncoder or OpenClipEncoder."
-        )
+        image_side = torch.tensor(features.image_features, dtype=torch.float32)
     pair_images = image_side[torch.tensor(dataset.caption_to_image)]
     scores = paired_cosine(pair_images, torch.tensor(features.text_features, dtype=torch.float32))
     return scores.cpu().numpy().astype(np.float32)
@@ -90,7 +91,7 @@ def imagenet_bridge_embeddings(
     """Map pooled image features (n, 1280) into MiniLM space (n, 384) through ImageNet class names.
 
     ``sum_c softmax(logits)[c] * embed(CLASS_NAME_TEMPLATE.format(name_c))``, where ``embed`` is the
-    L2-normalised MiniLM embedding. The result is not normalised; NaN rows stay NaN.
+    L2-normalised MiniLM embedding. The result is not normalised, and NaN rows stay NaN.
     """
     logits = encoder.imagenet_logits_from_features(torch.tensor(image_features, dtype=torch.float32))
     probabilities = torch.softmax(logits.float(), dim=1)

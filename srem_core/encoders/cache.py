@@ -2,8 +2,8 @@
 
 Features are cached per item, keyed by the encoder's ``identity`` and the item's content: the SHA-256
 of an image file's bytes, or of a caption's UTF-8 text. A re-run over unchanged files reads everything
-from the cache without calling the encoder; a changed image file is re-encoded alone. The store format
-is described in ``srem_core.encoders.store``.
+from the cache without calling the encoder, and a changed image file is re-encoded alone. The store
+format is described in ``srem_core.encoders.store``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -58,7 +59,7 @@ class ExtractedFeatures:
     """Boolean (n_pairs,): True where the pair's image has features (its row has no NaN)."""
     encoder_identity: str
     n_images_encoded: int
-    """Images run through the encoder in this call; 0 when everything came from the cache."""
+    """Images run through the encoder in this call, 0 when everything came from the cache."""
     n_texts_encoded: int
     """Distinct captions run through the encoder in this call."""
 
@@ -75,9 +76,10 @@ def extract_features(
 ) -> ExtractedFeatures:
     """Encode every image and caption of ``dataset`` (or read them from the cache) in batches.
 
-    ``cache_dir=None`` turns the disk cache off. ``num_workers`` is the number of DataLoader processes
-    that decode images; the order of the results does not depend on it. Images that fail to load do
-    not stop the run: each one is logged, listed in ``failed_images`` and gets a NaN feature row.
+    Moves ``encoder`` to ``device`` first. ``cache_dir=None`` turns the disk cache off.
+    ``num_workers`` is the number of DataLoader processes that decode images, and the order of the
+    results does not depend on it. Images that fail to load do not stop the run: each one is logged,
+    listed in ``failed_images`` and gets a NaN feature row.
 
     Raises:
         ValueError: ``batch_size`` is below 1, or a caption is not a string.
@@ -118,9 +120,9 @@ def encode_texts_cached(
     batch_size: int = 64,
     progress: bool = True,
 ) -> np.ndarray:
-    """Encode sentences through the per-text cache of ``extract_features``; returns (n, text_dim) float32.
+    """Encode sentences through the caption cache of ``extract_features`` into float32 (n, text_dim).
 
-    Each distinct text is encoded at most once: repeats and cached texts cost no encoder call.
+    Each distinct text is encoded at most once, and texts already in the cache are not encoded.
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, got {batch_size}")
@@ -134,9 +136,9 @@ def _captions(dataset: PairDataset) -> list[str]:
     for position, caption in enumerate(captions):
         if not isinstance(caption, str):
             pair_id = dataset.pairs["pair_id"].iat[position]
-            raise ValueError(
-                f"Caption of pair {pair_id!r} is {caption!r}, not a string. Fix or drop that row."
-            )
+            is_missing = pd.api.types.is_scalar(caption) and pd.isna(caption)
+            problem = "missing" if is_missing else f"{caption!r}, not a string"
+            raise ValueError(f"Caption of pair {pair_id!r} is {problem}. Fix or drop that row.")
     return captions
 
 
@@ -149,7 +151,7 @@ def _text_features(encoder, captions, store, batch_size, progress) -> tuple[np.n
 
     missing = [position for position in range(len(unique_keys)) if not found[position]]
     logger.info(
-        "Captions: %d distinct, %d cached, %d to encode", len(unique_keys), int(found.sum()), len(missing)
+        "Texts: %d distinct, %d cached, %d to encode", len(unique_keys), int(found.sum()), len(missing)
     )
     writer = _ChunkWriter(store, "text")
     batches = [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
@@ -178,12 +180,15 @@ def _image_features(encoder, dataset, store, batch_size, num_workers, progress):
         len(unique_keys), int(found.sum()), len(to_encode),
     )
 
-    encoded = _encode_image_files(encoder, dataset, to_encode, batch_size, num_workers, progress, failures)
     row_of = {key: row for row, key in enumerate(unique_keys)}
     writer = _ChunkWriter(store, "image")
-    for index, values in encoded:
-        unique_features[row_of[keys[index]]] = values
-        writer.add([keys[index]], values[None, :])
+    n_encoded = 0
+    batches = _encode_image_files(encoder, dataset, to_encode, batch_size, num_workers, progress, failures)
+    for indices, values in batches:
+        batch_keys = [keys[index] for index in indices]
+        unique_features[[row_of[key] for key in batch_keys]] = values
+        writer.add(batch_keys, values)
+        n_encoded += len(indices)
     writer.flush()
 
     features = np.full((dataset.n_images, encoder.image_dim), np.nan, dtype=np.float32)
@@ -193,7 +198,7 @@ def _image_features(encoder, dataset, store, batch_size, num_workers, progress):
             failures[index] = (str(dataset.image_path(index)), failures[first_index[key]][1])
         else:
             features[index] = unique_features[row_of[key]]
-    return features, _skipped_items(dataset, failures), len(encoded)
+    return features, _skipped_items(dataset, failures), n_encoded
 
 
 def _hash_image_files(dataset: PairDataset) -> tuple[dict[int, str], dict[int, tuple[str, str]]]:
@@ -213,24 +218,25 @@ def _hash_image_files(dataset: PairDataset) -> tuple[dict[int, str], dict[int, t
 
 
 def _encode_image_files(encoder, dataset, indices, batch_size, num_workers, progress, failures):
-    """Decode, preprocess and encode the images at ``indices``; record load failures in ``failures``."""
+    """Yield (image indices, features) per batch for the images at ``indices``.
+
+    Files that fail to load are added to ``failures`` as {image index: (file, reason)}.
+    """
     files = _ImageFiles([dataset.image_path(index) for index in indices], encoder.preprocess)
     loader = torch.utils.data.DataLoader(
         files, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
     )
-    encoded: list[tuple[int, np.ndarray]] = []
     for positions, pixels, errors in tqdm(loader, desc="Encoding images", unit="batch", disable=not progress):
         for position, reason in errors:
             failures[indices[position]] = (str(files.paths[position]), reason)
         if not positions:
             continue
         values = encoder.encode_image_tensors(pixels).detach().cpu().numpy().astype(np.float32)
-        encoded.extend((indices[position], row) for position, row in zip(positions, values))
-    return encoded
+        yield [indices[position] for position in positions], values
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    """Image files decoded with ``load_image``; a failure is returned as its reason, not raised."""
+    """Image files decoded with ``load_image``. A failure is returned as its reason, not raised."""
 
     def __init__(self, paths: Sequence[Path], preprocess: Callable):
         self.paths = list(paths)
@@ -309,7 +315,8 @@ def _pool_precomputed(image_features: np.ndarray) -> np.ndarray:
         return np.asarray(image_features, dtype=np.float32)
     if image_features.ndim != 3:
         raise ValueError(
-            f"Precomputed image features must have shape (n, D) or (n, regions, D), got {image_features.shape}"
+            "Precomputed image features must have shape (n, D) or (n, regions, D), "
+            f"got {image_features.shape}"
         )
     pooled = np.empty((image_features.shape[0], image_features.shape[2]), dtype=np.float32)
     for start in range(0, len(pooled), POOL_ROWS):

@@ -11,7 +11,7 @@ READ_BLOCK_BYTES = 1 << 20
 """Bytes read per step while hashing a file: large enough to be fast, small enough to bound memory."""
 
 WEIGHTS_HASH_MEMO_SIZE = 64
-"""Weight files whose hash is kept per process; a session uses a handful of models at most."""
+"""Weight files whose hash is kept per process. A session uses a handful of models at most."""
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -24,13 +24,13 @@ COSINE_EPS = 1e-8
 
 
 class OpenClipEncoder(Encoder):
-    """Image and text towers of an open_clip model; features are the CLIP embeddings (not normalised).
+    """Image and text towers of an open_clip model, whose features are CLIP embeddings (not normalised).
 
     ``pretrained`` selects the weights, resolved in open_clip's order:
 
-    - ``None``: random initialisation with a fixed seed (for tests and smoke runs only);
+    - ``None``: random initialisation with a fixed seed (for tests and smoke runs only).
     - a tag from ``open_clip.list_pretrained_tags_by_model(model_name)`` such as
-      ``"laion2b_s34b_b79k"``: open_clip downloads the weights into its cache on first use;
+      ``"laion2b_s34b_b79k"``: open_clip downloads the weights into its cache on first use.
     - a path to a local checkpoint (``.pt``, ``.bin`` or ``.safetensors``) whose keys match the model.
 
     Image and text features both have ``embed_dim`` columns and live in one space: the cosine of an
@@ -48,7 +48,8 @@ class OpenClipEncoder(Encoder):
     ):
         import open_clip
 
-        config = open_clip.get_model_config(model_name)
+        # Only built-in names: get_model_config would fetch an 'hf-hub:' config over the network.
+        config = open_clip.get_model_config(model_name) if model_name in open_clip.list_models() else None
         if config is None:
             raise ValueError(
                 f"Unknown open_clip model {model_name!r}. Use one of open_clip.list_models(), "
@@ -65,7 +66,7 @@ class OpenClipEncoder(Encoder):
 
     @property
     def identity(self) -> str:
-        """``open_clip:<model>:`` then ``tag=<tag>``, ``sha256=<first 16 hex digits>`` or ``random-init-seed0``."""
+        """``open_clip:<model>:`` then ``tag=<tag>``, ``sha256=<16 hex digits>`` or ``random-init-seed0``."""
         if self._identity is None:
             self._identity = f"open_clip:{self.model_name}:{_describe_weights(self._weights_source)}"
         return self._identity
@@ -84,7 +85,7 @@ class OpenClipEncoder(Encoder):
             return self._model.encode_image(pixels.to(self._device)).float()
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """Encode captions into CLIP text embeddings (N, embed_dim); long captions are truncated."""
+        """Encode captions into CLIP text embeddings (N, embed_dim). Long captions are truncated."""
         texts = list(texts)
         if not texts:
             return torch.empty((0, self.text_dim), device=self._device)
@@ -95,11 +96,13 @@ class OpenClipEncoder(Encoder):
     def clip_score(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
         """Return the CLIP score of each matched pair ``(images[i], texts[i])``, shape (N,).
 
-        The score is the cosine similarity of the two embeddings, in [-1, 1]; higher means the
+        The score is the cosine similarity of the two embeddings, in [-1, 1]. Higher means the
         caption fits the image better. Unlike DataComp's CLIP score it is not multiplied by 100.
         """
         if len(images) != len(texts):
-            raise ValueError(f"`images` and `texts` must have the same length, got {len(images)} and {len(texts)}")
+            raise ValueError(
+                f"`images` and `texts` must have the same length, got {len(images)} and {len(texts)}"
+            )
         return paired_cosine(self.encode_images(images), self.encode_texts(texts))
 
     def to(self, device: str | torch.device) -> "OpenClipEncoder":
@@ -111,7 +114,7 @@ class OpenClipEncoder(Encoder):
 def paired_cosine(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
     """Return the cosine similarity of row i of ``image_features`` with row i of ``text_features``.
 
-    Both inputs are (N, D); the result is (N,), in [-1, 1]. A NaN row gives NaN.
+    Both inputs are (N, D) and the result is (N,), in [-1, 1]. A NaN row gives NaN.
     """
     if image_features.shape != text_features.shape:
         raise ValueError(
@@ -124,7 +127,7 @@ def paired_cosine(image_features: torch.Tensor, text_features: torch.Tensor) -> 
 
 
 def _resolve_weights(model_name: str, pretrained: str | os.PathLike | None) -> str | Path | None:
-    """Return None, a known tag (str) or an existing file (Path); raise ValueError for anything else."""
+    """Return None, a known tag (str) or an existing file (Path). Raise ValueError for anything else."""
     import open_clip
 
     if pretrained is None:

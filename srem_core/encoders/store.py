@@ -29,13 +29,13 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT_VERSION = 1
-"""Bumped when the layout changes; a folder of another version is not read."""
+"""Layout version, bumped when the layout changes. Opening a folder of another version raises ValueError."""
 
 KINDS = ("image", "text")
-"""Feature kinds kept apart in the store; an image and a caption never share a key space."""
+"""Feature kinds kept apart in the store, so an image and a caption never share a key space."""
 
 SLUG_MAX_CHARS = 80
-"""Longest readable prefix of the identity in a folder name; the hash suffix keeps names unique."""
+"""Maximum length of the readable identity prefix in a folder name. The hash suffix keeps names unique."""
 
 IDENTITY_HASH_CHARS = 12
 """Hex digits of sha256(identity) in the folder name: 48 bits, so two identities never collide in practice."""
@@ -76,7 +76,7 @@ class FeatureStore:
         return features, found
 
     def save(self, kind: str, keys: Sequence[str], features: np.ndarray) -> None:
-        """Add one chunk of features (len(keys), dim); the write is atomic."""
+        """Add one chunk of features (len(keys), dim) with an atomic write."""
         if len(keys) != len(features):
             raise ValueError(f"got {len(keys)} keys for {len(features)} feature rows")
         if not keys:
@@ -126,7 +126,7 @@ def folder_name(identity: str) -> str:
 
 
 def _read_chunk(chunk: Path, n_rows: int, dim: int) -> np.ndarray | None:
-    """Memory-map one chunk; return None (and log) when it is unreadable or has the wrong shape."""
+    """Memory-map one chunk, or log and return None when it is unreadable or has the wrong shape."""
     try:
         values = np.load(chunk, mmap_mode="r")
     except (OSError, ValueError) as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,24 @@ def edit_config(run: Path, **changes) -> None:
     meta = json.loads(path.read_text())
     meta.update(changes)
     path.write_text(json.dumps(meta))
+
+
+def shadow_copy_run(source: Path, target: Path) -> Path:
+    """Make ``target`` a run that reads ``source``'s files through symbolic links and return it.
+
+    ``config.json`` is rewritten with an absolute data root and ``index/`` is copied, so the app's
+    decisions, exports and caches go to ``target`` and ``source`` is never written.
+    """
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name in ("config.json", "decisions.json", "exports"):
+            continue
+        if item.name == "index":
+            shutil.copytree(item, target / "index")
+        else:
+            (target / item.name).symlink_to(item.resolve())
+    meta = json.loads((source / "config.json").read_text())
+    root = Path(meta["data"]["root"])
+    meta["data"]["root"] = str(root if root.is_absolute() else (source / root).resolve())
+    (target / "config.json").write_text(json.dumps(meta))
+    return target

@@ -36,6 +36,15 @@ def assert_clean(app) -> None:
     assert not app.error, [element.value for element in app.error]
 
 
+def table_with(app, *columns: str) -> pd.DataFrame:
+    """Return the first table that has all ``columns`` (tables without selection carry no key)."""
+    for frame in app.dataframe:
+        value = frame.value
+        if all(column in value.columns for column in columns):
+            return value
+    raise AssertionError(f"no table with columns {columns}; tables: {[list(f.value.columns) for f in app.dataframe]}")
+
+
 def png_bytes(size=(64, 64), mode="RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, "white" if mode == "RGB" else 0).save(buffer, "PNG")
@@ -152,7 +161,7 @@ def test_distributions_epoch_lists_flips(app_on, synthetic_run):
     assert_clean(app)
     summary = [markdown.value for markdown in app.markdown if "changed flag" in markdown.value]
     assert summary and "between epoch 2 and epoch 3" in summary[0]
-    flips = next(frame for frame in app.dataframe if frame.key == "flips_table").value
+    flips = table_with(app, "change", "clean_prob_before")
     history = load_run(synthetic_run).history
     before = history[history["epoch"] == 2].set_index("pair_id")["is_noisy"]
     after = history[history["epoch"] == 3].set_index("pair_id")["is_noisy"]
@@ -221,6 +230,10 @@ def test_decision_saved_and_reloaded(app_on, writable_run):
 
     reopened.button(key="clear_one").click().run()
     assert load_run(writable_run).decisions() == {pair_id: "cleared"}
+    assert pair_id not in set(flagged_table(reopened)["pair_id"])
+
+    reopened.selectbox(key="show").set_value("cleared").run()
+    assert reopened.selectbox(key="inspect_pair").value == pair_id
     reopened.button(key="undo_one").click().run()
     assert load_run(writable_run).decisions() == {}
 
@@ -236,10 +249,10 @@ def test_page_decisions_change_flagged_set(app_on, writable_run):
 
 def test_repair_suggestions_shown(app_on, synthetic_run):
     app = app_on(synthetic_run, FLAGGED)
-    suggestions = next(frame for frame in app.dataframe if frame.key == "suggested_captions").value
+    suggestions = table_with(app, "similarity", "caption", "pair id")
     assert len(suggestions) == 5
     assert suggestions["similarity"].is_monotonic_decreasing
-    assert len(app.get("imgs")) >= 1
+    assert len(app.image) >= 1
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
@@ -303,7 +316,7 @@ def test_text_search_returns_hits(app_on, synthetic_run):
     assert_clean(app)
     app.text_input(key="text_query").input("a red circle").run()
     assert_clean(app)
-    assert len(app.get("imgs")) == 10
+    assert len(app.tabs[0].image) == 10
     latency = [caption.value for caption in app.caption if "query encoding" in caption.value]
     assert latency and latency[0].startswith("10 images in")
 
@@ -313,7 +326,7 @@ def test_dataset_image_search_returns_captions(app_on, synthetic_run):
     app.radio(key="image_source").set_value("dataset")
     app.number_input(key="image_row").set_value(4).run()
     assert_clean(app)
-    hits = next(frame for frame in app.dataframe if frame.key == "caption_hits").value
+    hits = table_with(app, "similarity", "image")
     assert len(hits) == 10
     assert hits["similarity"].is_monotonic_decreasing
 
@@ -323,7 +336,7 @@ def test_uploaded_image_search(app_on, synthetic_run):
     app.radio(key="image_source").set_value("upload").run()
     app.file_uploader(key="image_upload").set_value(("red.png", png_bytes(), "image/png")).run()
     assert_clean(app)
-    hits = next(frame for frame in app.dataframe if frame.key == "caption_hits").value
+    hits = table_with(app, "similarity", "image")
     assert len(hits) == 10
 
 
@@ -347,7 +360,7 @@ def test_bad_upload_gets_message(app_on, synthetic_run, name, content, expected)
 
     app.radio(key="image_source").set_value("dataset").run()
     assert_clean(app)
-    assert next(frame for frame in app.dataframe if frame.key == "caption_hits").value.shape[0] == 10
+    assert table_with(app, "similarity", "image").shape[0] == 10
 
 
 def test_cli_run_argument():

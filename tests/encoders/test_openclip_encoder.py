@@ -96,9 +96,11 @@ def test_unknown_weights_are_rejected():
         OpenClipEncoder(MODEL_NAME, pretrained="no_such_tag")
 
 
-def test_unknown_model_is_rejected():
-    with pytest.raises(ValueError, match=r"Unknown open_clip model 'ViT-Q-99'\. Use one of open_clip\.list_models\(\)"):
-        OpenClipEncoder("ViT-Q-99")
+@pytest.mark.parametrize("name", ["ViT-Q-99", "hf-hub:someone/some-model", "local-dir:/nowhere"])
+def test_unknown_model_is_rejected(name):
+    expected = f"Unknown open_clip model {name!r}. Use one of open_clip.list_models(), for example 'ViT-B-32'."
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        OpenClipEncoder(name)
 
 
 def test_clip_score_is_cosine_of_matched_pairs(random_encoder):

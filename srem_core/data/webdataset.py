@@ -1,0 +1,499 @@
+"""Read image-caption pairs from WebDataset tar shards, as img2dataset writes them.
+
+A shard is an uncompressed tar file. The files of one sample share a *key* and differ in extension:
+``000010042.jpg`` (or ``.png``, ``.webp``), ``000010042.txt`` (the caption) and ``000010042.json``
+(img2dataset's metadata, of which only ``url`` is kept). img2dataset's ``_stats.json`` and ``.parquet``
+files sit next to the shards, outside the tar, and are not read.
+
+Key rule, the one of the ``webdataset`` library (``tariterators.base_plus_ext``): the key is the member
+path up to the first dot of its base name, and the extension is everything after that dot,
+lower-cased. So ``a.b.jpg`` has key ``a`` and extension ``b.jpg``, and a key cannot contain a dot in
+its base name. Consecutive members with the same key form one sample, as in WebDataset. A leading
+``./`` is removed first. Members named ``__*__`` (WebDataset metadata) and entries that are not regular
+files are ignored.
+
+Two ways in: ``iter_webdataset`` streams samples one at a time for sets of any size (see
+``srem_core.streaming``), and ``read_webdataset_index`` builds a ``PairDataset`` for small sets.
+A bad sample or a damaged shard never stops the reading. It is appended to the caller's ``skipped``
+list as a ``SkippedItem`` (``source`` the shard path, ``item_id`` the key, "" for the whole shard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import io
+import json
+import logging
+import os
+import re
+import tarfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pandas as pd
+from PIL import Image
+
+# The byte decoder shares the pixel-limit check and RGB conversion of load_image, which only opens files.
+from srem_core.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, ImageLoadError
+from srem_core.data.images import _check_pixel_count, _decode_failure_reason, _to_rgb
+from srem_core.data.pairs import PairDataset, SkippedItem, build_dataset
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+"""Extensions read as the sample's image: img2dataset's encode formats (jpg, png, webp) and jpeg."""
+CAPTION_EXTENSION = "txt"
+METADATA_EXTENSION = "json"
+SHARD_SUFFIX = ".tar"
+REFERENCE_SEPARATOR = "#"
+"""Joins a shard path and a member name in an image reference: ``shards/00000.tar#000000001.jpg``."""
+MEMBER_INDEX_CACHE_SHARDS = 64
+"""Shards whose member offsets ``read_member_bytes`` keeps, so random access scans each header once."""
+
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_NUMBER_RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
+_DIGITS = re.compile(r"(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class WebDatasetSample:
+    """One image-caption pair read from a shard."""
+
+    shard: Path
+    key: str
+    image_member: str
+    """Name of the image inside the tar, such as ``000000001.jpg``."""
+    image_bytes: bytes
+    caption: str
+    """The ``.txt`` member decoded as UTF-8, surrounding whitespace removed; never empty."""
+    url: str | None
+    """The ``url`` field of the ``.json`` member, when there is one."""
+    image: Image.Image | None = None
+    """The decoded RGB image, or None when the reader was asked not to decode images."""
+
+    @property
+    def image_extension(self) -> str:
+        return split_member_name(self.image_member)[1]
+
+    @property
+    def reference(self) -> str:
+        """The image as ``<shard path>#<member name>``, the form ``read_member_bytes`` opens."""
+        return f"{self.shard}{REFERENCE_SEPARATOR}{self.image_member}"
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """Split a tar member name into (key, extension) by the WebDataset rule; extension "" if none."""
+    if name.startswith("./"):
+        name = name[2:]
+    folder, _, base = name.rpartition("/")
+    stem, dot, extension = base.partition(".")
+    key = f"{folder}/{stem}" if folder else stem
+    return key, extension.lower() if dot else ""
+
+
+def is_webdataset_spec(spec: str | os.PathLike) -> bool:
+    """Return True for a ``.tar`` file, a folder that contains ``.tar`` files, or a ``*.tar`` pattern."""
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        return any(child.suffix == SHARD_SUFFIX and child.is_file() for child in path.iterdir())
+    return text.endswith(SHARD_SUFFIX)
+
+
+def expand_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """Return the shard files of ``spec`` in natural order (``2.tar`` before ``10.tar``).
+
+    ``spec`` is a folder (its ``*.tar`` files), a list of paths, or a pattern with glob wildcards and
+    brace groups: ``{a,b}`` lists and ``{00000..00099}`` ranges, which keep the width of the first
+    number when it starts with 0.
+
+    Raises:
+        FileNotFoundError: nothing matches, or a path named without wildcards does not exist.
+    """
+    if not isinstance(spec, (str, os.PathLike)):
+        shards = [Path(item) for item in spec]
+    elif Path(spec).is_dir():
+        shards = [path for path in Path(spec).glob(f"*{SHARD_SUFFIX}") if path.is_file()]
+    else:
+        shards = []
+        for pattern in _expand_braces(str(spec)):
+            shards.extend(Path(path) for path in sorted(glob.glob(pattern)))
+            if not glob.has_magic(pattern) and not Path(pattern).is_file():
+                raise FileNotFoundError(f"Shard {pattern} not found. Check the path or the pattern {spec}.")
+    if not shards:
+        raise FileNotFoundError(f"No {SHARD_SUFFIX} shards match {spec}. Check the folder or the pattern.")
+    missing = [str(path) for path in shards if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Shards not found: {', '.join(missing[:5])}. Check the paths.")
+    return sorted(dict.fromkeys(shards), key=_natural_key)
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    match = _BRACE.search(pattern)
+    if match is None:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [expanded for item in _brace_items(match.group(1)) for expanded in _expand_braces(head + item + tail)]
+
+
+def _brace_items(body: str) -> list[str]:
+    number_range = _NUMBER_RANGE.match(body)
+    if number_range is None:
+        return body.split(",")
+    first, last = number_range.groups()
+    width = len(first) if first.startswith("0") else 0
+    step = 1 if int(last) >= int(first) else -1
+    return [str(number).zfill(width) for number in range(int(first), int(last) + step, step)]
+
+
+def _natural_key(path: Path) -> tuple:
+    parts = _DIGITS.split(str(path))
+    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part) for part in parts), str(path)
+
+
+def iter_webdataset(
+    spec: str | os.PathLike | Sequence[str | os.PathLike],
+    skipped: list[SkippedItem],
+    *,
+    decode_images: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> Iterator[WebDatasetSample]:
+    """Yield the usable samples of every shard of ``spec`` (see ``expand_shards``) in order."""
+    for shard in expand_shards(spec):
+        yield from iter_shard(shard, skipped, decode_images=decode_images, max_pixels=max_pixels, max_bytes=max_bytes)
+
+
+def iter_shard(
+    shard: str | os.PathLike,
+    skipped: list[SkippedItem],
+    *,
+    decode_images: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> Iterator[WebDatasetSample]:
+    """Yield the usable samples of one shard in tar order and append the others to ``skipped``.
+
+    A sample is skipped when it has no image or several, no caption, a caption that is not UTF-8 or
+    is blank, two members with one extension, or a key that already occurred earlier in the shard.
+    With ``decode_images`` the image is decoded as well (``decode_image_bytes``), so a corrupt,
+    truncated or oversized image skips the sample. A shard that cannot be opened, is cut short or
+    has a damaged header is reported once with ``item_id=""``, after the samples before the damage.
+    """
+    shard = Path(shard)
+    reader = _MemberReader(shard)
+    seen: set[str] = set()
+    for key, members in _group_by_key(reader):
+        try:
+            sample = _make_sample(shard, key, members, seen)
+            if decode_images:
+                image = decode_image_bytes(sample.image_bytes, sample.reference, max_pixels, max_bytes)
+                sample = dataclasses.replace(sample, image=image)
+        except _SampleError as error:
+            _skip(skipped, shard, key, str(error), reader.failure)
+            continue
+        except ImageLoadError as error:
+            _skip(skipped, shard, key, error.reason, reader.failure)
+            continue
+        finally:
+            seen.add(key)
+        yield sample
+    if reader.failure is not None:
+        _skip(skipped, shard, "", reader.failure, None)
+
+
+class _SampleError(ValueError):
+    """A sample whose members cannot make a pair; the message is the reason for ``SkippedItem``."""
+
+
+class _MemberReader:
+    """Iterates over (member name, bytes) of a shard's regular files.
+
+    ``failure`` is None after a clean read to the end-of-archive marker, else the reason the reading
+    stopped early. Python's tarfile treats a cut-off or garbled header after the first one as the
+    end of the archive, so the bytes after the last member are checked for the zero-filled marker.
+    """
+
+    def __init__(self, shard: Path):
+        self.shard = shard
+        self.failure: str | None = None
+        self.last_member: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        try:
+            tar = tarfile.open(self.shard, mode="r:")
+        except (tarfile.TarError, OSError) as error:
+            self.failure = (
+                f"the shard cannot be opened as an uncompressed tar file ({error}). Check that the file "
+                "is a complete .tar; decompress a .tar.gz first."
+            )
+            return
+        with tar:
+            try:
+                while (member := tar.next()) is not None:
+                    tar.members = []  # TarFile keeps every header it has read; a shard needs none of them.
+                    if not member.isfile() or _is_metadata(member.name):
+                        continue
+                    data = tar.extractfile(member).read()
+                    self.last_member = member.name
+                    yield member.name, data
+            except (tarfile.TarError, OSError) as error:
+                self.failure = self._describe_damage(tar.offset, f"reading failed with: {error}")
+                return
+            self.failure = self._check_end_marker(tar)
+
+    def _check_end_marker(self, tar: tarfile.TarFile) -> str | None:
+        tar.fileobj.seek(tar.offset)
+        block = tar.fileobj.read(tarfile.BLOCKSIZE)
+        if block == tarfile.NUL * tarfile.BLOCKSIZE:
+            return None
+        if not block:
+            return self._describe_damage(tar.offset, "the file ends without the end-of-archive marker")
+        if len(block) < tarfile.BLOCKSIZE:
+            return self._describe_damage(tar.offset, "the file ends inside a member header")
+        return self._describe_damage(tar.offset, "the member header there is invalid")
+
+    def _describe_damage(self, offset: int, what: str) -> str:
+        after = f"after member {self.last_member}" if self.last_member else "before the first member"
+        size = self.shard.stat().st_size
+        return (
+            f"the shard is damaged at byte {offset} of {size}, {after}: {what}. The rest of the shard "
+            "is skipped. The shard was probably cut short by an interrupted download or copy; fetch "
+            "or write it again."
+        )
+
+
+def _is_metadata(name: str) -> bool:
+    base = name.rpartition("/")[2]
+    return base.startswith("__") and base.endswith("__")
+
+
+def _group_by_key(members) -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
+    """Yield (key, [(member name, extension, bytes)]) for each run of consecutive members of one key."""
+    key, group = None, []
+    for name, data in members:
+        member_key, extension = split_member_name(name)
+        if group and member_key != key:
+            yield key, group
+            group = []
+        key = member_key
+        group.append((name, extension, data))
+    if group:
+        yield key, group
+
+
+def _make_sample(shard: Path, key: str, members: list[tuple[str, str, bytes]], seen: set[str]) -> WebDatasetSample:
+    names = ", ".join(name for name, _, _ in members)
+    if key in seen:
+        raise _SampleError(
+            f"the key occurs again after other keys (members {names}). WebDataset reads a sample's "
+            "files only while they are next to each other in the tar; write them together."
+        )
+    extensions = [extension for _, extension, _ in members]
+    repeated = sorted({extension for extension in extensions if extensions.count(extension) > 1})
+    if repeated:
+        raise _SampleError(f"the sample has two members with extension {repeated[0]} ({names}). Keep one.")
+    images = [(name, data) for name, extension, data in members if extension in IMAGE_EXTENSIONS]
+    captions = [data for _, extension, data in members if extension == CAPTION_EXTENSION]
+    if len(images) != 1 or not captions:
+        raise _SampleError(_missing_member_reason(members, len(images), bool(captions)))
+    metadata = [data for _, extension, data in members if extension == METADATA_EXTENSION]
+    return WebDatasetSample(
+        shard=shard,
+        key=key,
+        image_member=images[0][0],
+        image_bytes=images[0][1],
+        caption=_decode_caption(captions[0]),
+        url=_url_from_metadata(metadata[0]) if metadata else None,
+    )
+
+
+def _missing_member_reason(members: list[tuple[str, str, bytes]], n_images: int, has_caption: bool) -> str:
+    names = ", ".join(name for name, _, _ in members)
+    if n_images > 1:
+        return f"the sample has {n_images} images ({names}). Keep one image per key."
+    missing = "no caption" if n_images else ("no image" if has_caption else "neither an image nor a caption")
+    image_extensions = ", ".join("." + extension for extension in IMAGE_EXTENSIONS)
+    reason = (
+        f"the sample has {missing} (members: {names}). A sample needs one .{CAPTION_EXTENSION} caption "
+        f"and one image ({image_extensions})."
+    )
+    if any("." in extension for _, extension, _ in members):
+        reason += (
+            " The key ends at the first dot of the file name, so 'a.b.jpg' is key 'a' with extension "
+            "'b.jpg'. Rename the files so that the key has no dot."
+        )
+    return reason
+
+
+def _decode_caption(data: bytes) -> str:
+    try:
+        caption = data.decode("utf-8").strip()
+    except UnicodeDecodeError as error:
+        raise _SampleError(f"the caption is not valid UTF-8 ({error}). Re-encode the .txt member as UTF-8.") from None
+    if not caption:
+        raise _SampleError("the caption is empty. Write the caption, or remove the sample.")
+    return caption
+
+
+def _url_from_metadata(data: bytes) -> str | None:
+    """Return the ``url`` of img2dataset's metadata; unreadable metadata is optional and gives None."""
+    try:
+        url = json.loads(data).get("url")
+    except (ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) else None
+
+
+def _skip(skipped: list[SkippedItem], shard: Path, key: str, reason: str, damage: str | None) -> None:
+    if damage is not None and key:
+        reason += " The shard is damaged right after this sample, so the sample may be cut short."
+    skipped.append(SkippedItem(source=str(shard), item_id=key, reason=reason))
+    logger.warning("Skipped %s in shard %s: %s", f"sample {key}" if key else "the rest", shard, reason)
+
+
+def decode_image_bytes(
+    data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES
+) -> Image.Image:
+    """Decode image bytes into an RGB image with the checks of ``load_image``.
+
+    The pixel count is checked against ``max_pixels`` from the header, before decoding.
+
+    Raises:
+        ImageLoadError: empty, over ``max_bytes``, not an image, corrupt, truncated or over
+            ``max_pixels``. ``source`` names the image in the message.
+    """
+    if not data:
+        raise ImageLoadError(source, "the image is empty (0 bytes). Remove the sample or download it again.")
+    if len(data) > max_bytes:
+        raise ImageLoadError(
+            source, f"the image has {len(data)} bytes, more than the limit of {max_bytes} bytes. Check "
+            "that it is an image, or pass a larger max_bytes."
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            _check_pixel_count(Path(source), image.size, max_pixels)
+            image.load()
+            return _to_rgb(image)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(source, f"PIL rejected the image as a possible decompression bomb ({error}).") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(source, _decode_failure_reason(error)) from error
+
+
+def read_webdataset_index(
+    spec: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    check_images: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> PairDataset:
+    """Read every usable sample of small shard sets into a ``PairDataset`` (all in the train split).
+
+    ``pair_id`` and ``image_id`` are the key. ``image_path`` is a reference ``<shard>#<member>``, the
+    shard relative to ``root`` (the shards' common folder), which ``read_member_bytes`` and
+    ``load_member_image`` open. Extra pair columns: ``shard``, ``key`` and ``url`` (when any sample has
+    one). With ``check_images`` every image is decoded once, so bad images are skipped here.
+    A key that another shard already used is skipped, because pair ids must be unique.
+
+    Raises:
+        FileNotFoundError: as ``expand_shards``.
+        ValueError: no shard has a usable sample.
+    """
+    shards = expand_shards(spec)
+    root = Path(os.path.commonpath([str(shard.resolve().parent) for shard in shards]))
+    skipped: list[SkippedItem] = []
+    rows, shard_of_key = [], {}
+    for shard in shards:
+        relative = shard.resolve().relative_to(root).as_posix()
+        for sample in iter_shard(shard, skipped, decode_images=check_images, max_pixels=max_pixels, max_bytes=max_bytes):
+            if sample.key in shard_of_key:
+                reason = f"the key is already used by shard {shard_of_key[sample.key]}. Keys must be unique across shards."
+                _skip(skipped, shard, sample.key, reason, None)
+                continue
+            shard_of_key[sample.key] = relative
+            rows.append(_index_row(sample, relative))
+    if not rows:
+        reasons = "; ".join(f"{item.item_id or item.source}: {item.reason}" for item in skipped[:3])
+        raise ValueError(f"No usable sample in {len(shards)} shards of {spec}. First problems: {reasons}")
+    frame = pd.DataFrame(rows)
+    if frame["url"].isna().all():
+        frame = frame.drop(columns="url")
+    logger.info("Read %d pairs from %d shards; skipped %d items", len(frame), len(shards), len(skipped))
+    return build_dataset(frame, root, source=str(spec), skipped=skipped)
+
+
+def _index_row(sample: WebDatasetSample, relative_shard: str) -> dict:
+    return {
+        "pair_id": sample.key,
+        "image_id": sample.key,
+        "image_path": f"{relative_shard}{REFERENCE_SEPARATOR}{sample.image_member}",
+        "caption": sample.caption,
+        "shard": relative_shard,
+        "key": sample.key,
+        "url": sample.url,
+    }
+
+
+def split_reference(reference: str | os.PathLike) -> tuple[Path, str] | None:
+    """Split ``<shard>.tar#<member>`` into (shard path, member name); None for any other path."""
+    marker = SHARD_SUFFIX + REFERENCE_SEPARATOR
+    text = str(reference)
+    position = text.find(marker)
+    if position < 0:
+        return None
+    return Path(text[: position + len(SHARD_SUFFIX)]), text[position + len(marker) :]
+
+
+def read_member_bytes(reference: str | os.PathLike) -> bytes:
+    """Return the bytes of the tar member that a ``<shard>.tar#<member>`` reference names.
+
+    Raises:
+        ValueError: ``reference`` has no ``.tar#`` part.
+        FileNotFoundError: the shard does not exist, or has no such member.
+    """
+    parts = split_reference(reference)
+    if parts is None:
+        raise ValueError(f"{reference} is not a shard reference of the form <shard>.tar#<member>.")
+    shard, member = parts
+    if not shard.is_file():
+        raise FileNotFoundError(f"Shard {shard} of reference {reference} not found. Check the dataset folder.")
+    status = shard.stat()
+    offsets = _member_offsets(str(shard.resolve()), status.st_size, status.st_mtime_ns)
+    if member not in offsets:
+        raise FileNotFoundError(f"Shard {shard} has no member {member!r}. Rebuild the index of the shards.")
+    offset, size = offsets[member]
+    with open(shard, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+def load_member_image(
+    reference: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES
+) -> Image.Image:
+    """Read and decode the image that a ``<shard>.tar#<member>`` reference names (see ``load_image``).
+
+    Raises:
+        ImageLoadError: the shard or member is missing, or the image is bad (see ``decode_image_bytes``).
+    """
+    try:
+        data = read_member_bytes(reference)
+    except (OSError, ValueError) as error:
+        raise ImageLoadError(reference, f"{error}") from error
+    return decode_image_bytes(data, str(reference), max_pixels, max_bytes)
+
+
+@functools.lru_cache(maxsize=MEMBER_INDEX_CACHE_SHARDS)
+def _member_offsets(shard: str, size: int, mtime_ns: int) -> dict[str, tuple[int, int]]:
+    """Return {member name: (data offset, size)} of a shard; size and mtime key the cache."""
+    offsets = {}
+    with tarfile.open(shard, mode="r:") as tar:
+        while (member := tar.next()) is not None:
+            tar.members = []
+            if member.isfile():
+                offsets[member.name] = (member.offset_data, member.size)
+    return offsets

@@ -1,0 +1,87 @@
+"""Data-parallel training on PyTorch's own engine (``torchrun``), with in-batch logits over the global batch.
+
+Each rank embeds its slice of the global batch; the embeddings are gathered across ranks with gradients,
+so every rank computes the same B x B similarity and the same loss as one process would on the whole
+batch. Gradients are then averaged across ranks. Because each rank's loss is the full loss and the
+gather's backward sums the ranks' gradients, the average equals the one-process gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+INIT_TIMEOUT = datetime.timedelta(minutes=10)
+"""How long ranks wait for each other at start-up and at barriers (feature extraction runs on rank 0)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in the job: rank, world size, and whether it writes files (rank 0)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def local_slice(self, rows: np.ndarray) -> np.ndarray:
+        """Return this rank's contiguous part of a global batch (rank order = batch order)."""
+        return np.array_split(rows, self.world_size)[self.rank]
+
+    def slice_sizes(self, n_rows: int) -> list[int]:
+        return [len(part) for part in np.array_split(np.arange(n_rows), self.world_size)]
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def init_from_environment(device: torch.device) -> DistributedContext:
+    """Join the process group that ``torchrun`` describes in ``WORLD_SIZE``/``RANK``; one process otherwise.
+
+    The backend is NCCL on CUDA and gloo on the CPU. On CUDA each rank uses the GPU ``LOCAL_RANK``.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return DistributedContext()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend, timeout=INIT_TIMEOUT)
+    context = DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size())
+    logger.info("rank %d of %d joined the process group (%s)", context.rank, context.world_size, dist.get_backend())
+    return context
+
+
+def gather_with_grad(local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Concatenate every rank's rows (rank order), keeping gradients; ranks may hold different row counts."""
+    largest = max(sizes)
+    padded = torch.nn.functional.pad(local, (0, 0, 0, largest - local.shape[0]))
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+def average_gradients(parameters) -> None:
+    """All-reduce every parameter's gradient and divide by the world size (what DDP does)."""
+    world_size = dist.get_world_size()
+    for parameter in parameters:
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+            parameter.grad /= world_size
