@@ -133,9 +133,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    torch.set_num_threads(arguments.threads)
     cache_dir = DEFAULT_CACHE_DIR
     encoded = load_features(arguments.data, cache_dir)
+    torch.set_num_threads(arguments.threads)
     rates, seeds = ((0.4,), (0,)) if arguments.quick else (NOISE_RATES, SEEDS)
     epochs = 8 if arguments.quick else arguments.epochs
     results = json.loads(arguments.out.read_text()) if arguments.out.exists() else {}

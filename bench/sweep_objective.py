@@ -32,8 +32,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/sweep.jsonl"))
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    torch.set_num_threads(1)
     encoded = load_features(arguments.data, DEFAULT_CACHE_DIR)
+    torch.set_num_threads(1)
     grid = json.loads(arguments.grid.read_text())
     for name, entry in grid.items():
         for seed in arguments.seeds:

@@ -43,6 +43,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, default=DEFAULT_TRAIN.seed)
     train.add_argument("--device", choices=DEVICES, default=DEFAULT_TRAIN.device)
     train.add_argument("--no-amp", action="store_true", help="disable bfloat16 mixed precision on CUDA")
+    train.add_argument("--unfreeze", action="store_true", help="fine-tune the pretrained towers too (meant for a GPU; slow on a CPU)")
     train.add_argument("--threshold", type=float, default=DEFAULT_TRAIN.noise_threshold, help="flag a pair when clean_prob is below this")
 
     objective = parser.add_argument_group("SREM objective (see docs/method.md)")
@@ -80,6 +81,7 @@ def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
             method=arguments.method, epochs=arguments.epochs, batch_size=arguments.batch_size, learning_rate=arguments.lr,
             weight_decay=arguments.weight_decay, embed_dim=arguments.embed_dim, head=arguments.head,
             triplet_margin=arguments.margin, seed=arguments.seed, device=arguments.device, amp=not arguments.no_amp,
+            unfreeze=arguments.unfreeze,
             noise_threshold=arguments.threshold,
         ),
     )

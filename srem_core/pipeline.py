@@ -21,7 +21,7 @@ from srem_core.encoders import create_encoder
 from srem_core.encoders.cache import extract_features
 from srem_core.evaluation import coco_1k_recall, detection_metrics, recall_at_k
 from srem_core.model import HeadEnsemble
-from srem_core.runs import FORMAT_VERSION, load_heads, save_embeddings, write_config
+from srem_core.runs import FORMAT_VERSION, load_fine_tuned_towers, load_heads, save_embeddings, write_config
 from srem_core.scoring import embed_inputs, score_pairs
 from srem_core.selection import LossMixtureSplitter
 from srem_core.training import Trainer, TrainingData, resolve_device
@@ -66,6 +66,16 @@ def encode_dataset(dataset: PairDataset, encoder, *, cache_dir: Path, device: to
         text_features=torch.as_tensor(np.asarray(features.text_features[keep], dtype=np.float32)),
         encoder_identity=encoder.identity,
     )
+
+
+def pixel_loader(dataset: PairDataset, encoder):
+    """Return a function that loads and preprocesses image rows of ``dataset`` into (N, C, H, W)."""
+    from srem_core.data.images import load_image
+
+    def load(image_rows: np.ndarray) -> torch.Tensor:
+        return torch.stack([encoder.preprocess(load_image(dataset.image_path(int(row)))) for row in image_rows])
+
+    return load
 
 
 def make_noise(config: RunConfig, dataset: PairDataset) -> NoiseInjection | None:
@@ -194,6 +204,9 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, p
         split=dataset.pairs["split"].to_numpy().astype(str),
         is_injected_noise=None if noise is None else noise.is_injected_noise,
     )
+    if config.train.unfreeze:
+        data.captions = dataset.pairs["caption"].to_numpy()
+        data.load_pixels = pixel_loader(dataset, encoder)
     encoder_record = {"name": config.encoder, "pretrained": config.pretrained, "identity": encoded.encoder_identity,
                       "image_dim": int(data.image_inputs.shape[1]), "text_dim": int(data.text_inputs.shape[1])}
     data_record = _data_record(config, dataset, run_dir, noise)
@@ -203,10 +216,13 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, p
         if noise is not None:
             save_noise_index(run_dir / "noise_index.npy", noise)
 
-    trainer = Trainer(config, data, run_dir, encoder_identity=encoded.encoder_identity, progress=progress, context=context, device=device)
+    trainer = Trainer(config, data, run_dir, encoder_identity=encoded.encoder_identity, progress=progress,
+                      context=context, device=device, encoder=encoder)
     trainer.fit(resume=resume)
     if not context.is_main:
         return {}
+    if config.train.unfreeze and load_fine_tuned_towers(run_dir / "model.safetensors", encoder):
+        trainer._refresh_features()
 
     best = load_heads(run_dir / "model.safetensors", encoder_identity=encoded.encoder_identity, device=str(device))
     scores, image_embeddings, text_embeddings = score_all_pairs(

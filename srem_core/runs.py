@@ -38,8 +38,11 @@ def _stringify_metadata(values: dict[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in values.items()}
 
 
-def save_heads(path: Path, heads: HeadEnsemble, encoder_identity: str) -> None:
-    """Save projection-head weights as safetensors, with the encoder and sizes in the metadata."""
+def save_heads(path: Path, heads: HeadEnsemble, encoder_identity: str, towers: torch.nn.Module | None = None) -> None:
+    """Save projection-head weights as safetensors, with the encoder and sizes in the metadata.
+
+    With ``towers`` (a fine-tuned run), the towers' weights are saved too, under the ``towers.`` prefix.
+    """
     metadata = _stringify_metadata(
         {
             "format_version": FORMAT_VERSION,
@@ -49,9 +52,12 @@ def save_heads(path: Path, heads: HeadEnsemble, encoder_identity: str) -> None:
             "embed_dim": heads.member_dim,
             "head": heads.head_kind,
             "n_networks": len(heads.members),
+            "fine_tuned_towers": int(towers is not None),
         }
     )
     tensors = {name: value.detach().cpu().contiguous() for name, value in heads.state_dict().items()}
+    if towers is not None:
+        tensors.update({f"towers.{name}": value.detach().cpu().contiguous() for name, value in towers.state_dict().items()})
     atomic.write_with(path, lambda temporary: save_torch_file(tensors, str(temporary), metadata=metadata))
 
 
@@ -76,8 +82,19 @@ def load_heads(path: Path, *, encoder_identity: str | None = None, device: str =
         heads = HeadEnsemble(members)
     except KeyError as error:
         raise RunFormatError(f"checkpoint {path} lacks metadata field {error}; it was not written by srem") from None
-    heads.load_state_dict(load_torch_file(str(path), device="cpu"))
+    weights = load_torch_file(str(path), device="cpu")
+    heads.load_state_dict({name: value for name, value in weights.items() if not name.startswith("towers.")})
     return heads.to(device).eval()
+
+
+def load_fine_tuned_towers(path: Path, encoder) -> bool:
+    """Load fine-tuned tower weights saved with the heads into ``encoder``; return False when there are none."""
+    weights = load_torch_file(str(path), device="cpu")
+    towers = {name[7:]: value for name, value in weights.items() if name.startswith("towers.")}
+    if not towers:
+        return False
+    encoder.towers().load_state_dict(towers)
+    return True
 
 
 def save_embeddings(path: Path, image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> None:
@@ -163,6 +180,7 @@ class Run:
         encoder_meta = self.meta["encoder"]
         encoder = create_encoder(encoder_meta["name"], pretrained=encoder_meta.get("pretrained"), device=device)
         heads = load_heads(self.path / "model.safetensors", encoder_identity=encoder.identity, device=device)
+        load_fine_tuned_towers(self.path / "model.safetensors", encoder)
         return RetrievalModel(encoder, heads, device)
 
     def decisions(self) -> dict[str, str]:

@@ -36,6 +36,10 @@ from srem_core.selection import LossMixtureSplitter
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
+TOWER_LR_SCALE = 0.1
+"""Learning rate of fine-tuned towers relative to the heads: pretrained weights need smaller steps."""
+REFRESH_BATCH = 64
+"""Images or captions re-encoded at once when fine-tuned towers refresh the cached features."""
 
 
 @dataclasses.dataclass
@@ -52,6 +56,10 @@ class TrainingData:
     """Split name of each pair (n_pairs,)."""
     is_injected_noise: np.ndarray | None = None
     """Ground truth of injected noise per pair, or None when nothing was injected."""
+    captions: np.ndarray | None = None
+    """Caption text of each pair; needed only to fine-tune the towers (``unfreeze``)."""
+    load_pixels: Callable[[np.ndarray], torch.Tensor] | None = None
+    """Return preprocessed pixels (N, C, H, W) for image rows; needed only for ``unfreeze``."""
 
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
@@ -97,7 +105,7 @@ class Trainer:
 
     def __init__(
         self, config: RunConfig, data: TrainingData, run_dir: Path, *, encoder_identity: str, progress: bool = True,
-        context: DistributedContext | None = None, device: torch.device | None = None,
+        context: DistributedContext | None = None, device: torch.device | None = None, encoder=None,
     ) -> None:
         self.config, self.data, self.run_dir = config, data, Path(run_dir)
         self.context = context or DistributedContext()
@@ -106,9 +114,14 @@ class Trainer:
         self.device = device or resolve_device(config.train.device)
         self.objective: Objective = create_objective(config.objective, config.train)
         self.model = build_model(config, data, self.objective.n_networks).to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
-        )
+        self.encoder = encoder if config.train.unfreeze else None
+        groups = [{"params": list(self.model.parameters())}]
+        if config.train.unfreeze:
+            if encoder is None or data.captions is None or data.load_pixels is None:
+                raise ValueError("unfreeze needs the encoder, the captions and an image loader; use srem_core.pipeline.train_run")
+            self.towers = encoder.towers()
+            groups.append({"params": list(self.towers.parameters()), "lr": config.train.learning_rate * TOWER_LR_SCALE})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
         self.train_rows = data.indices("train")
         if len(self.train_rows) < 2:
             raise ValueError(f"training needs at least 2 training pairs; found {len(self.train_rows)}")
@@ -127,8 +140,12 @@ class Trainer:
         Under torchrun each rank embeds only its slice and the features are gathered with gradients.
         """
         local = self.context.local_slice(rows) if self.context.enabled else rows
-        images = self.data.image_inputs[self.data.caption_to_image[local]].to(self.device)
-        texts = self.data.text_inputs[local].to(self.device)
+        if self.encoder is not None:
+            images = self.encoder.image_features_with_grad(self.data.load_pixels(self.data.caption_to_image[local]))
+            texts = self.encoder.text_features_with_grad(list(self.data.captions[local]))
+        else:
+            images = self.data.image_inputs[self.data.caption_to_image[local]].to(self.device)
+            texts = self.data.text_inputs[local].to(self.device)
         similarities = []
         for member in self.model.members:
             image_features, text_features = member(images, texts)
@@ -158,7 +175,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.context.enabled:
-                average_gradients(self.model.parameters())
+                average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
             self.optimizer.step()
             self._record_forward(forward_stats, position[rows], similarities[0].detach())
             for key, value in {"loss": float(loss.detach()), **terms}.items():
@@ -173,6 +190,16 @@ class Trainer:
         stats.energy[positions] = losses.free_energy(logits_per_image, logits_per_text, self.config.objective.tau).cpu().numpy()
         stats.swapped_entropy[positions] = losses.swapped_entropy(logits_per_image, logits_per_text).cpu().numpy()
         stats.per_pair_loss[positions] = losses.per_pair_cross_entropy(logits_per_image, logits_per_text).detach().cpu().numpy()
+
+    @torch.no_grad()
+    def _refresh_features(self) -> None:
+        """Re-encode every image and caption with the fine-tuned towers, so that scoring sees them."""
+        n_images = self.data.image_inputs.shape[0]
+        images = [self.encoder.encode_image_tensors(self.data.load_pixels(np.arange(i, min(i + REFRESH_BATCH, n_images)))).float().cpu()
+                  for i in range(0, n_images, REFRESH_BATCH)]
+        captions = list(self.data.captions)
+        texts = [self.encoder.encode_texts(captions[i : i + REFRESH_BATCH]).float().cpu() for i in range(0, len(captions), REFRESH_BATCH)]
+        self.data.image_inputs, self.data.text_inputs = torch.cat(images), torch.cat(texts)
 
     # ----- scoring, selection, validation -----
     def _training_statistics(self) -> list[PairStatistics]:
@@ -244,6 +271,8 @@ class Trainer:
     def _save_checkpoint(self, epoch: int) -> None:
         folder = self.run_dir / CHECKPOINT_DIR
         tensors = {f"model.{key}": value.detach().cpu().contiguous() for key, value in self.model.state_dict().items()}
+        if self.encoder is not None:
+            tensors.update({f"towers.{key}": value.detach().cpu().contiguous() for key, value in self.towers.state_dict().items()})
         optimizer_state = self.optimizer.state_dict()
         for index, state in optimizer_state["state"].items():
             for key, value in state.items():
@@ -281,6 +310,9 @@ class Trainer:
             )
         tensors = load_torch_file(str(folder / "last.safetensors"), device="cpu")
         self.model.load_state_dict({key[6:]: value for key, value in tensors.items() if key.startswith("model.")})
+        if self.encoder is not None:
+            self.towers.load_state_dict({key[7:]: value for key, value in tensors.items() if key.startswith("towers.")})
+            self._refresh_features()
         self.model.to(self.device)
         optimizer_state = {"state": {}, "param_groups": state["param_groups"]}
         for key, value in tensors.items():
@@ -315,12 +347,15 @@ class Trainer:
         for epoch in range(self.start_epoch, self.config.train.epochs):
             started = time.perf_counter()
             terms = self._run_epoch(epoch)
+            if self.encoder is not None:
+                self._refresh_features()
             record = self._finish_epoch(epoch, terms, time.perf_counter() - started)
             val_rsum = record.get("val_rsum", -float(epoch))
             if val_rsum > self.best_val_rsum:
                 self.best_val_rsum, self.best_epoch = val_rsum, epoch
                 if self.context.is_main:
-                    save_heads(self.run_dir / "model.safetensors", self.model, self.encoder_identity)
+                    towers = self.towers if self.encoder is not None else None
+                    save_heads(self.run_dir / "model.safetensors", self.model, self.encoder_identity, towers=towers)
             record["best_epoch"] = self.best_epoch
             if self.context.is_main:
                 atomic.append_json_line(self.run_dir / "metrics.jsonl", record)

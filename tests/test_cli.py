@@ -183,3 +183,24 @@ def test_kill_and_resume_matches_uninterrupted(subset, cache_dir, tmp_path):
     for column in ("energy", "swapped_entropy", "per_pair_loss", "clean_prob"):
         assert np.abs(first[column].to_numpy() - second[column].to_numpy()).max() <= 1e-6
     del arguments
+
+
+def test_unfreeze_fine_tunes_towers(subset, cache_dir, tmp_path):
+    table = pd.read_csv(subset)
+    small = pd.concat([table[table["split"] == split].head(count) for split, count in (("train", 24), ("val", 8), ("test", 8))])
+    manifest = tmp_path / "small.csv"
+    small.to_csv(manifest, index=False)
+    out = tmp_path / "fine-tuned"
+    assert main(train_arguments(manifest, cache_dir, out, "--epochs", "2", "--batch-size", "8", "--unfreeze")) == 0
+    frozen = tmp_path / "frozen"
+    assert main(train_arguments(manifest, cache_dir, frozen, "--epochs", "2", "--batch-size", "8")) == 0
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), framework="pt") as handle:
+        assert handle.metadata()["fine_tuned_towers"] == "1"
+        assert any(name.startswith("towers.") for name in handle.keys())
+    model = load_run(out).load_model()
+    stored = load_run(out).text_embeddings[:2]
+    fresh = model.embed_texts(small["caption"].head(2).tolist())
+    assert np.allclose(stored, fresh, atol=2e-2)
+    assert not np.allclose(load_run(frozen).text_embeddings, load_run(out).text_embeddings, atol=1e-3)

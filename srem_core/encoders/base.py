@@ -43,6 +43,18 @@ class Encoder(abc.ABC):
     def to(self, device: torch.device) -> "Encoder":
         """Move both towers to ``device`` and return self."""
 
+    def towers(self) -> torch.nn.Module:
+        """Return one module holding both towers' parameters, for fine-tuning (``unfreeze``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support fine-tuning its towers; train without --unfreeze")
+
+    def image_features_with_grad(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Encode preprocessed images (N, C, H, W) into features (N, image_dim), keeping the graph."""
+        raise NotImplementedError(f"{type(self).__name__} does not support fine-tuning its towers; train without --unfreeze")
+
+    def text_features_with_grad(self, texts: Sequence[str]) -> torch.Tensor:
+        """Encode captions into features (N, text_dim), keeping the graph."""
+        raise NotImplementedError(f"{type(self).__name__} does not support fine-tuning its towers; train without --unfreeze")
+
     def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Encode RGB PIL images into features (N, image_dim)."""
         pixels = torch.stack([self.preprocess(image) for image in images])

@@ -127,6 +127,21 @@ class OfflineEncoder(Encoder):
                 device=str(self._device),
             ).float()
 
+    def towers(self) -> torch.nn.Module:
+        return torch.nn.ModuleDict({"image": self._cnn, "text": self._text_model})
+
+    def image_features_with_grad(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Like ``encode_image_tensors`` but differentiable (BatchNorm stays in eval mode)."""
+        _check_pixels(pixels)
+        pixels = pixels.to(self._device, memory_format=torch.channels_last)
+        return self._cnn.extract_features(pixels).mean(dim=(2, 3))
+
+    def text_features_with_grad(self, texts: Sequence[str]) -> torch.Tensor:
+        """Like ``encode_texts`` but differentiable."""
+        tokens = self._text_model.preprocess(list(texts))
+        tokens = {key: value.to(self._device) if isinstance(value, torch.Tensor) else value for key, value in tokens.items()}
+        return self._text_model(tokens)["sentence_embedding"].float()
+
     def imagenet_logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Return the ImageNet-1k classifier logits (N, 1000) of preprocessed images (N, 3, 224, 224)."""
         return self.imagenet_logits_from_features(self.encode_image_tensors(pixels))

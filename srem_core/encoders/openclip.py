@@ -93,6 +93,15 @@ class OpenClipEncoder(Encoder):
         with torch.no_grad():
             return self._model.encode_text(tokens).float()
 
+    def towers(self) -> torch.nn.Module:
+        return self._model
+
+    def image_features_with_grad(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._model.encode_image(pixels.to(self._device)).float()
+
+    def text_features_with_grad(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._model.encode_text(self._tokenizer(list(texts)).to(self._device)).float()
+
     def clip_score(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
         """Return the CLIP score of each matched pair ``(images[i], texts[i])``, shape (N,).
 

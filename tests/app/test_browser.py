@@ -9,6 +9,7 @@ session's synthetic run.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import sys
@@ -202,7 +203,7 @@ def test_embedding_map_selection(page, server_url, browser_run):
     screenshot(page, browser_run, "4-embedding-map")
 
     lasso_whole_plot(page)
-    page.get_by_text("points selected", exact=False).wait_for()
+    page.get_by_text(re.compile(r"^[\d,]+ points selected")).wait_for()
     wait_until_idle(page)
     assert page.get_by_role("button", name="Link").count() >= 1
     page.get_by_role("button", name="Link").first.click()

@@ -1,0 +1,565 @@
+"""Encode, score and export WebDataset shards of any size with bounded memory, resumable per shard.
+
+``extract_shard_features`` encodes shards in order into a ``FeatureStore`` folder and commits after
+each shard, so a killed run resumes at the shard it was in. ``score_store`` scores every pair chunk by
+chunk into a Parquet file, and ``export_store`` streams that file's row groups into CSV, JSONL or
+Parquet. Memory depends on the batch and chunk sizes, not on the number of pairs.
+
+Store folder::
+
+    progress.json            committed row count, completed shards (path, bytes, rows), encoder identity
+    image_features.f16.npy   float16 (rows, image_dim); may hold uncommitted rows past the count
+    text_features.f16.npy    float16 (rows, text_dim)
+    keys/chunk-NNNNN.parquet one file per completed shard: row, shard, key, image_path, caption, url
+    skipped/chunk-NNNNN.parquet   the samples of that shard that were skipped: source, item_id, reason
+
+``progress.json`` is the commit record, rewritten atomically after each shard. Rows past its count are
+left over from a shard that was in progress when the run stopped. They are truncated on reopening and
+that shard is encoded again from its start. Only one process may write to a store at a time; nothing
+enforces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from srem_core import atomic
+from srem_core.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES
+from srem_core.data.pairs import SkippedItem
+from srem_core.data.webdataset import REFERENCE_SEPARATOR, expand_shards, iter_shard
+from srem_core.encoders.base import Encoder
+from srem_core.scoring import embed_inputs, score_pairs
+from srem_core.selection import LossMixtureSplitter
+
+logger = logging.getLogger(__name__)
+
+STORE_FORMAT_VERSION = 1
+"""Layout version written to ``progress.json``; opening a store of another version raises ValueError."""
+FEATURE_DTYPE = np.dtype("<f2")
+"""float16 halves the disk of float32. Encoder features (offline: image in [0, 6], unit-norm text) stay
+far below float16's maximum of 65504, and its relative precision of 1e-3 is below the noise of scoring."""
+PROGRESS_FILE = "progress.json"
+FEATURE_FILES = {"image": "image_features.f16.npy", "text": "text_features.f16.npy"}
+KEYS_FOLDER = "keys"
+SKIPPED_FOLDER = "skipped"
+KEY_COLUMNS = ("row", "shard", "key", "image_path", "caption", "url")
+
+SCORE_CHUNK_ROWS = 65_536
+"""Pairs scored together: one batch context and one Parquet row group. Their float32 embeddings take
+65,536 x 256 x 2 x 4 bytes = 134 MB at the default embedding size."""
+READ_ROWS = 8_192
+"""Feature rows read from disk per step: 8,192 x 1,664 (offline dims) float32 copies are 55 MB."""
+SPLITTER_SAMPLE_SIZE = 100_000
+"""Losses the loss mixture is fitted on when no fitted splitter is passed: a seeded uniform sample of
+the rows, enough for a two-component 1-D mixture and cheap to fit."""
+DEFAULT_NOISE_THRESHOLD = 0.5
+"""``is_noisy = clean_prob < threshold``, the default of the training config."""
+EXPORT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+KEEP_CHOICES = ("clean", "noisy", "all")
+
+
+class FeatureStore:
+    """A store folder (see the module docstring) opened for reading; ``create`` opens it for writing."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        progress_path = self.folder / PROGRESS_FILE
+        if not progress_path.is_file():
+            raise FileNotFoundError(f"{progress_path} not found: {self.folder} is not a feature store. Run extract_shard_features first.")
+        self.progress = json.loads(progress_path.read_text())
+        if self.progress.get("format_version") != STORE_FORMAT_VERSION:
+            raise ValueError(f"Feature store {self.folder} has format version {self.progress.get('format_version')}, expected {STORE_FORMAT_VERSION}. Extract into a new folder.")
+        self.dims = {"image": int(self.progress["image_dim"]), "text": int(self.progress["text_dim"])}
+        self._offsets = {kind: _data_offset(self.folder / name) for kind, name in FEATURE_FILES.items()}
+
+    @classmethod
+    def create(cls, folder: str | os.PathLike, *, encoder_identity: str, image_dim: int, text_dim: int) -> "FeatureStore":
+        """Open the store at ``folder`` for appending, creating it when absent.
+
+        An existing store is truncated to its committed rows, which drops any half-written shard.
+
+        Raises:
+            ValueError: the existing store was made by another encoder or with other feature sizes.
+        """
+        folder = Path(folder)
+        if not (folder / PROGRESS_FILE).is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            for kind, dim in (("image", image_dim), ("text", text_dim)):
+                with open(folder / FEATURE_FILES[kind], "wb") as handle:
+                    _write_header(handle, 0, dim)
+            progress = {"format_version": STORE_FORMAT_VERSION, "encoder_identity": encoder_identity,
+                        "image_dim": image_dim, "text_dim": text_dim, "n_rows": 0, "shards": []}
+            atomic.write_json(folder / PROGRESS_FILE, progress)
+        store = cls(folder)
+        expected = (encoder_identity, image_dim, text_dim)
+        found = (store.encoder_identity, store.dims["image"], store.dims["text"])
+        if found != expected:
+            raise ValueError(f"Feature store {folder} holds features of (encoder, image_dim, text_dim) = {found}, not {expected}. Use another store folder for this encoder.")
+        store._drop_uncommitted()
+        return store
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.progress["n_rows"])
+
+    @property
+    def encoder_identity(self) -> str:
+        return self.progress["encoder_identity"]
+
+    @property
+    def completed_shards(self) -> list[dict]:
+        """One record per encoded shard, in encoding order: ``path``, ``bytes``, ``rows``, ``skipped``."""
+        return list(self.progress["shards"])
+
+    def features(self, kind: str) -> np.ndarray:
+        """Return the committed ``kind`` ("image" or "text") features as a read-only float16 memory map."""
+        if self.n_rows == 0:
+            return np.empty((0, self.dims[kind]), dtype=FEATURE_DTYPE)
+        return np.memmap(self.folder / FEATURE_FILES[kind], dtype=FEATURE_DTYPE, mode="r",
+                         offset=self._offsets[kind], shape=(self.n_rows, self.dims[kind]))
+
+    def read_rows(self, kind: str, start: int, stop: int) -> np.ndarray:
+        """Return rows [start, stop) of ``kind`` features as a float16 array in memory.
+
+        Reads with a plain file read, not the memory map: pages of a map count as resident memory of
+        this process until the kernel evicts them, which made a full pass look like it held every row.
+        """
+        stop = min(stop, self.n_rows)
+        dim = self.dims[kind]
+        count = max(0, stop - start) * dim
+        offset = self._offsets[kind] + start * dim * FEATURE_DTYPE.itemsize
+        values = np.fromfile(self.folder / FEATURE_FILES[kind], dtype=FEATURE_DTYPE, count=count, offset=offset)
+        return values.reshape(-1, dim)
+
+    def iter_keys(self) -> Iterator[pd.DataFrame]:
+        """Yield the key table of each completed shard in row order (columns ``KEY_COLUMNS``)."""
+        for position in range(len(self.progress["shards"])):
+            yield pd.read_parquet(self.folder / KEYS_FOLDER / _chunk_name(position))
+
+    def keys(self) -> pd.DataFrame:
+        """Return the whole key table; for small stores (``iter_keys`` streams it)."""
+        frames = list(self.iter_keys())
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(KEY_COLUMNS))
+
+    def skipped(self) -> list[SkippedItem]:
+        """Return every sample skipped in the completed shards."""
+        items = []
+        for position in range(len(self.progress["shards"])):
+            frame = pd.read_parquet(self.folder / SKIPPED_FOLDER / _chunk_name(position))
+            items.extend(SkippedItem(**record) for record in frame.to_dict("records"))
+        return items
+
+    def append_rows(self, start: int, image_rows: np.ndarray, text_rows: np.ndarray) -> None:
+        """Write feature rows at row ``start``, over whatever an interrupted run left there."""
+        for kind, rows in (("image", image_rows), ("text", text_rows)):
+            with open(self.folder / FEATURE_FILES[kind], "r+b") as handle:
+                handle.seek(self._offsets[kind] + start * self.dims[kind] * FEATURE_DTYPE.itemsize)
+                handle.write(np.ascontiguousarray(rows, dtype=FEATURE_DTYPE).tobytes())
+
+    def commit_shard(self, shard: Path, keys: pd.DataFrame, skipped: list[SkippedItem]) -> None:
+        """Record a fully written shard: its keys, its skipped samples, the headers, then progress."""
+        position = len(self.progress["shards"])
+        n_rows = self.n_rows + len(keys)
+        skipped_frame = pd.DataFrame([dataclasses.asdict(item) for item in skipped], columns=["source", "item_id", "reason"])
+        atomic.write_parquet(self.folder / KEYS_FOLDER / _chunk_name(position), keys)
+        atomic.write_parquet(self.folder / SKIPPED_FOLDER / _chunk_name(position), skipped_frame)
+        self._set_rows(n_rows)
+        record = {"path": str(shard.resolve()), "bytes": shard.stat().st_size, "rows": len(keys), "skipped": len(skipped)}
+        progress = {**self.progress, "n_rows": n_rows, "shards": [*self.progress["shards"], record]}
+        atomic.write_json(self.folder / PROGRESS_FILE, progress)
+        self.progress = progress
+
+    def _drop_uncommitted(self) -> None:
+        self._set_rows(self.n_rows)
+        for folder in (KEYS_FOLDER, SKIPPED_FOLDER):
+            for path in (self.folder / folder).glob("chunk-*.parquet"):
+                if int(path.stem.split("-")[1]) >= len(self.progress["shards"]):
+                    path.unlink()
+
+    def _set_rows(self, n_rows: int) -> None:
+        """Cut both feature files to ``n_rows`` rows, write their headers and flush them to disk."""
+        for kind, name in FEATURE_FILES.items():
+            with open(self.folder / name, "r+b") as handle:
+                handle.truncate(self._offsets[kind] + n_rows * self.dims[kind] * FEATURE_DTYPE.itemsize)
+                _write_header(handle, n_rows, self.dims[kind])
+                if handle.tell() != self._offsets[kind]:
+                    raise RuntimeError(f"The .npy header of {handle.name} changed size; this numpy version cannot grow the file in place.")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def _write_header(handle, n_rows: int, dim: int) -> None:
+    # numpy pads the header so that the first axis can grow to 21 digits without changing its size.
+    handle.seek(0)
+    header = {"descr": np.lib.format.dtype_to_descr(FEATURE_DTYPE), "fortran_order": False, "shape": (n_rows, dim)}
+    np.lib.format.write_array_header_1_0(handle, header)
+
+
+def _data_offset(path: Path) -> int:
+    with open(path, "rb") as handle:
+        np.lib.format.read_magic(handle)
+        np.lib.format.read_array_header_1_0(handle)
+        return handle.tell()
+
+
+def _chunk_name(position: int) -> str:
+    return f"chunk-{position:05d}.parquet"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractionSummary:
+    """What one ``extract_shard_features`` call did."""
+
+    n_rows: int
+    """Committed rows in the store after the call."""
+    shards_encoded: list[str]
+    shards_already_done: list[str]
+    """Shards found complete in ``progress.json`` and not read again."""
+    n_skipped: int
+    """Samples skipped in the shards encoded by this call."""
+
+
+def extract_shard_features(
+    encoder: Encoder,
+    shards: str | os.PathLike | Sequence[str | os.PathLike],
+    store_dir: str | os.PathLike,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> ExtractionSummary:
+    """Encode the pairs of every shard (see ``expand_shards``) in order into the store at ``store_dir``.
+
+    Shards already completed in the store are not read. A shard is committed only after all its rows
+    are written, so after a crash or ``kill -9`` a rerun starts that shard again from its start.
+    Skipped samples are kept in the store (``FeatureStore.skipped``) and logged.
+    Image decoding and preprocessing run in this process, one sample at a time.
+
+    Raises:
+        ValueError: ``batch_size`` is below 1, the store belongs to another encoder, or a completed
+            shard changed size since it was encoded.
+        FileNotFoundError: as ``expand_shards``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be at least 1, got {batch_size}")
+    paths = expand_shards(shards)
+    encoder.to(torch.device(device))
+    store = FeatureStore.create(store_dir, encoder_identity=encoder.identity, image_dim=encoder.image_dim, text_dim=encoder.text_dim)
+    done = _completed_paths(store, paths)
+    todo = [path for path in paths if str(path.resolve()) not in done]
+    logger.info("Shards: %d in total, %d already in %s, %d to encode", len(paths), len(paths) - len(todo), store.folder, len(todo))
+    n_skipped = 0
+    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="Shards", unit="shard", disable=not progress)
+    for path in todo:
+        n_skipped += _extract_shard(encoder, store, path, batch_size, progress, max_pixels, max_bytes)
+        bar.update(1)
+    bar.close()
+    return ExtractionSummary(
+        n_rows=store.n_rows,
+        shards_encoded=[str(path) for path in todo],
+        shards_already_done=[str(path) for path in paths if str(path.resolve()) in done],
+        n_skipped=n_skipped,
+    )
+
+
+def _completed_paths(store: FeatureStore, paths: list[Path]) -> set[str]:
+    """Return the resolved paths of completed shards; raise ValueError if one of ``paths`` changed."""
+    recorded = {record["path"]: record["bytes"] for record in store.completed_shards}
+    for path in paths:
+        size = recorded.get(str(path.resolve()))
+        if size is not None and size != path.stat().st_size:
+            raise ValueError(
+                f"Shard {path} has {path.stat().st_size} bytes but had {size} when it was encoded into "
+                f"{store.folder}. Encode the changed shards into a new store folder."
+            )
+    return set(recorded)
+
+
+def _extract_shard(encoder, store, path, batch_size, progress, max_pixels, max_bytes) -> int:
+    """Encode one shard into the store, commit it and return the number of skipped samples."""
+    skipped: list[SkippedItem] = []
+    samples = iter_shard(path, skipped, decode_images=True, max_pixels=max_pixels, max_bytes=max_bytes)
+    key_rows: list[dict] = []
+    batch: list = []
+    for sample in tqdm(samples, desc=path.name, unit="pair", leave=False, disable=not progress):
+        batch.append((sample, encoder.preprocess(sample.image)))
+        if len(batch) == batch_size:
+            _encode_batch(encoder, store, path, batch, key_rows, skipped)
+            batch = []
+    if batch:
+        _encode_batch(encoder, store, path, batch, key_rows, skipped)
+    keys = pd.DataFrame(key_rows, columns=list(KEY_COLUMNS)).astype({"row": np.int64})
+    store.commit_shard(path, keys, skipped)
+    logger.info("Shard %s: %d pairs encoded, %d skipped", path, len(keys), len(skipped))
+    return len(skipped)
+
+
+def _encode_batch(encoder, store, path, batch, key_rows, skipped) -> None:
+    """Encode one batch, write the usable rows after the shard's earlier rows, and record their keys."""
+    samples = [sample for sample, _ in batch]
+    with torch.no_grad():
+        image_rows = encoder.encode_image_tensors(torch.stack([pixels for _, pixels in batch]))
+        text_rows = encoder.encode_texts([sample.caption for sample in samples])
+    image_rows = image_rows.detach().float().cpu().numpy().astype(FEATURE_DTYPE)
+    text_rows = text_rows.detach().float().cpu().numpy().astype(FEATURE_DTYPE)
+    finite = np.isfinite(image_rows).all(axis=1) & np.isfinite(text_rows).all(axis=1)
+    for sample in [sample for sample, ok in zip(samples, finite) if not ok]:
+        reason = "the encoder returned NaN or a value beyond the float16 range for this sample. Check the encoder."
+        skipped.append(SkippedItem(source=str(path), item_id=sample.key, reason=reason))
+        logger.warning("Skipped sample %s in shard %s: %s", sample.key, path, reason)
+    start = store.n_rows + len(key_rows)
+    store.append_rows(start, image_rows[finite], text_rows[finite])
+    shard = str(path.resolve())
+    for offset, sample in enumerate(sample for sample, ok in zip(samples, finite) if ok):
+        reference = f"{shard}{REFERENCE_SEPARATOR}{sample.image_member}"
+        key_rows.append({"row": start + offset, "shard": shard, "key": sample.key,
+                         "image_path": reference, "caption": sample.caption, "url": sample.url})
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreScores:
+    """Result of ``score_store``: the scores file and the splitter that gave ``clean_prob``."""
+
+    path: Path
+    n_rows: int
+    n_noisy: int
+    splitter: LossMixtureSplitter
+
+
+def score_store(
+    heads: torch.nn.Module,
+    store_dir: str | os.PathLike,
+    *,
+    tau: float,
+    batch_size: int,
+    seed: int,
+    out: str | os.PathLike,
+    splitter: LossMixtureSplitter | None = None,
+    threshold: float = DEFAULT_NOISE_THRESHOLD,
+    chunk_rows: int = SCORE_CHUNK_ROWS,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> StoreScores:
+    """Score every pair of a feature store with ``heads`` and write one Parquet row per pair to ``out``.
+
+    ``heads`` is a ``ProjectionHeads`` or ``HeadEnsemble``; it is moved to ``device``. Columns:
+    ``KEY_COLUMNS``, then ``energy`` (unbounded, lower = more logit mass for the pair's anchors),
+    ``swapped_entropy`` (>= 0, higher = less confident), ``per_pair_loss`` (>= 0, higher = worse),
+    ``clean_prob`` (in [0, 1], higher = cleaner) and ``is_noisy`` (``clean_prob < threshold``).
+
+    Batch context: the three scores of a pair depend on the other pairs of its batch. The rows are cut
+    into near-equal contiguous chunks of at most ``chunk_rows``. Each chunk is split into batches by
+    ``batch_context`` with ``seed``, as ``score_pairs`` does. Scores therefore repeat exactly for the
+    same store, ``chunk_rows``, ``batch_size`` and ``seed``. A store of at most ``chunk_rows`` rows
+    gets the scores of ``score_pairs`` on all its rows.
+
+    ``clean_prob`` comes from ``splitter`` when given (fitted elsewhere, for example on training
+    losses). Otherwise a ``LossMixtureSplitter(random_state=seed)`` is fitted on the losses of a seeded
+    uniform sample of ``SPLITTER_SAMPLE_SIZE`` rows (all rows when fewer). Because of that fit the file
+    is written in two passes: scores go to a temporary file next to ``out``, which is then read back one
+    row group at a time. Each pass holds one chunk in memory, and ``out`` appears atomically at the end.
+
+    Raises:
+        ValueError: the store has fewer than 2 rows, ``chunk_rows`` is below 2, or the feature sizes
+            of the store and ``heads`` differ.
+    """
+    store = FeatureStore(store_dir)
+    _check_scoring_inputs(store, heads, chunk_rows)
+    heads.to(torch.device(device))
+    chunks = chunk_bounds(store.n_rows, chunk_rows)
+    sample_rows = np.sort(np.random.default_rng(seed).choice(store.n_rows, min(store.n_rows, SPLITTER_SAMPLE_SIZE), replace=False))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".scores.tmp", dir=out.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        losses = _write_scores(heads, store, temporary, chunks, sample_rows, tau=tau, batch_size=batch_size,
+                               seed=seed, device=device, progress=progress)
+        if splitter is None:
+            splitter = LossMixtureSplitter(random_state=seed).fit(losses)
+        n_noisy = _write_decisions(temporary, out, splitter, threshold)
+    finally:
+        temporary.unlink(missing_ok=True)
+    logger.info("Scored %d pairs into %s: %d noisy at threshold %s", store.n_rows, out, n_noisy, threshold)
+    return StoreScores(path=out, n_rows=store.n_rows, n_noisy=n_noisy, splitter=splitter)
+
+
+def chunk_bounds(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """Return the (start, stop) rows of ``score_store``'s chunks: the fewest near-equal contiguous
+    chunks of at most ``chunk_rows`` rows (sizes differ by at most one row)."""
+    n_chunks = max(1, -(-n_rows // chunk_rows))
+    size, extra = divmod(n_rows, n_chunks)
+    stops = np.cumsum([size + 1] * extra + [size] * (n_chunks - extra))
+    return [(int(stop - length), int(stop)) for stop, length in zip(stops, [size + 1] * extra + [size] * (n_chunks - extra))]
+
+
+def _write_scores(heads, store, path, chunks, sample_rows, *, tau, batch_size, seed, device, progress) -> np.ndarray:
+    """Write keys and scores chunk by chunk to ``path``; return the losses of the rows in ``sample_rows``."""
+    keys = _KeySlicer(store.iter_keys())
+    schema = _scores_schema(with_decision=False)
+    sampled_losses = []
+    with pq.ParquetWriter(path, schema) as writer:
+        for start, stop in tqdm(chunks, desc="Scoring", unit="chunk", disable=not progress):
+            table = keys.take(stop - start)
+            stats = _score_chunk(heads, store, start, stop, tau=tau, batch_size=batch_size, seed=seed, device=device)
+            for name, values in stats.items():
+                table[name] = values
+            in_chunk = sample_rows[(sample_rows >= start) & (sample_rows < stop)]
+            sampled_losses.append(stats["per_pair_loss"][in_chunk - start])
+            writer.write_table(pa.Table.from_pandas(table, schema=schema, preserve_index=False))
+    return np.concatenate(sampled_losses)
+
+
+def _check_scoring_inputs(store: FeatureStore, heads: torch.nn.Module, chunk_rows: int) -> None:
+    if store.n_rows < 2:
+        raise ValueError(f"Feature store {store.folder} has {store.n_rows} rows; scoring needs at least 2 pairs.")
+    if chunk_rows < 2:
+        raise ValueError(f"`chunk_rows` must be at least 2, got {chunk_rows}")
+    if (heads.image_dim, heads.text_dim) != (store.dims["image"], store.dims["text"]):
+        raise ValueError(
+            f"The heads take (image_dim, text_dim) = {(heads.image_dim, heads.text_dim)} but the store "
+            f"{store.folder} holds {(store.dims['image'], store.dims['text'])}. Use heads trained on "
+            "features of the store's encoder."
+        )
+
+
+def _score_chunk(heads, store, start, stop, *, tau, batch_size, seed, device) -> dict[str, np.ndarray]:
+    """Embed rows [start, stop) in blocks of ``READ_ROWS`` and score them as one batch context."""
+    image_parts, text_parts = [], []
+    for block in range(start, stop, READ_ROWS):
+        block_stop = min(block + READ_ROWS, stop)
+        image_inputs = torch.from_numpy(store.read_rows("image", block, block_stop).astype(np.float32))
+        text_inputs = torch.from_numpy(store.read_rows("text", block, block_stop).astype(np.float32))
+        image_embeddings, text_embeddings = embed_inputs(heads, image_inputs, text_inputs, torch.device(device))
+        image_parts.append(image_embeddings)
+        text_parts.append(text_embeddings)
+    stats = score_pairs(torch.cat(image_parts), torch.cat(text_parts), tau=tau, batch_size=batch_size, seed=seed)
+    return {name: getattr(stats, name) for name in ("energy", "swapped_entropy", "per_pair_loss")}
+
+
+class _KeySlicer:
+    """Cuts the per-shard key tables of a store into consecutive slices of any length."""
+
+    def __init__(self, frames: Iterator[pd.DataFrame]):
+        self.frames = frames
+        self.pending = pd.DataFrame(columns=list(KEY_COLUMNS))
+
+    def take(self, n_rows: int) -> pd.DataFrame:
+        parts, have = [self.pending], len(self.pending)
+        while have < n_rows:
+            frame = next(self.frames)
+            parts.append(frame)
+            have += len(frame)
+        joined = pd.concat([part for part in parts if len(part)], ignore_index=True)
+        self.pending = joined.iloc[n_rows:].reset_index(drop=True)
+        return joined.iloc[:n_rows].reset_index(drop=True)
+
+
+def _scores_schema(with_decision: bool) -> pa.Schema:
+    fields = [("row", pa.int64()), ("shard", pa.string()), ("key", pa.string()), ("image_path", pa.string()),
+              ("caption", pa.string()), ("url", pa.string()), ("energy", pa.float32()),
+              ("swapped_entropy", pa.float32()), ("per_pair_loss", pa.float32())]
+    if with_decision:
+        fields += [("clean_prob", pa.float32()), ("is_noisy", pa.bool_())]
+    return pa.schema(fields)
+
+
+def _write_decisions(scores_path: Path, out: Path, splitter: LossMixtureSplitter, threshold: float) -> int:
+    """Copy ``scores_path`` to ``out`` row group by row group, adding clean_prob and is_noisy."""
+    source = pq.ParquetFile(scores_path)
+    n_noisy = 0
+    schema = _scores_schema(with_decision=True)
+    with atomic.atomic_path(out) as temporary, pq.ParquetWriter(temporary, schema) as writer:
+        for group in range(source.num_row_groups):
+            table = source.read_row_group(group)
+            clean_prob = splitter.clean_prob(table.column("per_pair_loss").to_numpy())
+            is_noisy = clean_prob < threshold
+            n_noisy += int(is_noisy.sum())
+            table = table.append_column("clean_prob", pa.array(clean_prob)).append_column("is_noisy", pa.array(is_noisy))
+            writer.write_table(table)
+    return n_noisy
+
+
+def export_store(
+    scores_parquet: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    keep: str = "clean",
+    threshold: float | None = None,
+    batch_rows: int = SCORE_CHUNK_ROWS,
+) -> int:
+    """Stream the rows of a ``score_store`` file that ``keep`` selects into ``out`` and return their count.
+
+    ``keep="clean"`` writes the pairs that are not noisy (the cleaned list), ``"noisy"`` only the noisy
+    ones, ``"all"`` every pair. Noisy means ``is_noisy`` as scored, or ``clean_prob < threshold`` when
+    ``threshold`` is given. The format follows the suffix of ``out``: ``.csv``, ``.jsonl`` or
+    ``.parquet``. At most ``batch_rows`` rows are in memory at once, and ``out`` appears atomically.
+
+    Raises:
+        ValueError: an unknown ``keep`` or suffix, or ``threshold`` outside [0, 1].
+    """
+    out = Path(out)
+    fmt = EXPORT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"Cannot tell the export format of {out}: the suffix must be one of {sorted(EXPORT_FORMATS)}.")
+    if keep not in KEEP_CHOICES:
+        raise ValueError(f"`keep` must be one of {KEEP_CHOICES}, got {keep!r}")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
+    source = pq.ParquetFile(scores_parquet)
+    written = 0
+    with atomic.atomic_path(out) as temporary, _ExportWriter(temporary, fmt, source.schema_arrow) as writer:
+        for batch in source.iter_batches(batch_size=batch_rows):
+            table = pa.Table.from_batches([batch])
+            noisy = table.column("is_noisy").to_numpy() if threshold is None else table.column("clean_prob").to_numpy() < threshold
+            selected = table if keep == "all" else table.filter(pa.array(noisy if keep == "noisy" else ~noisy))
+            writer.write(selected)
+            written += selected.num_rows
+    logger.info("Exported %d pairs (%s) from %s to %s", written, keep, scores_parquet, out)
+    return written
+
+
+class _ExportWriter:
+    """Appends tables to one CSV, JSONL or Parquet file; the CSV header is written once."""
+
+    def __init__(self, path: Path, fmt: str, schema: pa.Schema):
+        self.fmt = fmt
+        self.parquet = pq.ParquetWriter(path, schema) if fmt == "parquet" else None
+        self.text = None if fmt == "parquet" else open(path, "w", encoding="utf-8", newline="")
+        self.header = True
+
+    def write(self, table: pa.Table) -> None:
+        if self.parquet is not None:
+            self.parquet.write_table(table)
+            return
+        frame = table.to_pandas()
+        if self.fmt == "csv":
+            frame.to_csv(self.text, header=self.header, index=False)
+        elif len(frame):
+            frame.to_json(self.text, orient="records", lines=True, force_ascii=False)
+        self.header = False
+
+    def __enter__(self) -> "_ExportWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        else:
+            self.text.close()
