@@ -207,9 +207,18 @@ def thumbnail_uri(path: str | None, pixels: int = THUMBNAIL_PIXELS) -> str | Non
 # -- model, search indexes, map -----------------------------------------------------------------
 
 
+QUERY_TORCH_THREADS = 1
+"""Torch intra-op threads in the app process, which runs torch only to encode one query at a time.
+That is too little work to split: on a busy 2-core machine two threads took several times longer
+than one, waiting for each other (bench/bench_app.py records both)."""
+
+
 @st.cache_resource(hash_funcs=HASH_FUNCS, show_spinner="Loading the encoder and the run's projection heads…", max_entries=2)
 def model(run: Run):
     """Return the run's ``RetrievalModel`` on CPU (the app never needs a GPU)."""
+    import torch
+
+    torch.set_num_threads(QUERY_TORCH_THREADS)
     return run.load_model(device="cpu")
 
 

@@ -56,17 +56,31 @@ def map_figure(run: Run, colour_by: str, show: str, link_pair: str):
         caption_xy = coordinates[len(run.image_embeddings) + position]
         links.append((*map(float, image_xy), *map(float, caption_xy)))
     mode = "continuous" if colour_by == "clean_prob" else "categorical"
-    return figures.embedding_map(points, mode, links)
+    # A dict keeps its key order through the cache's pickling, and a go.Figure does not. The chart's
+    # element id depends on that order, so a figure would lose the first selection made on it.
+    return figures.embedding_map(points, mode, links).to_dict()
 
 
 def set_link(pair_id: str) -> None:
     st.session_state["link_pair"] = pair_id
+    # Drawing the link changes the figure, which clears the chart's selection; keep the list shown.
+    st.session_state["keep_selection"] = True
 
 
 def show_selection(run: Run, selected: list[dict]) -> None:
     """List the images and captions of the selected points, each with a button to link its pair."""
     noise = loading.image_noise(run)
-    st.markdown(f"**{len(selected):,} points selected**" + (f"; the first {SELECTION_SHOWN} are listed." if len(selected) > SELECTION_SHOWN else "."))
+    clean_prob = run.scores["clean_prob"].to_numpy()
+
+    def noisiness(point: dict) -> float:
+        kind, row = point["customdata"][0], int(point["customdata"][1])
+        if kind == "caption":
+            return float(clean_prob[row])
+        return float(noise["min_clean_prob"].get(row, 1.0))
+
+    selected = sorted(selected, key=noisiness)
+    listed = f"; the {SELECTION_SHOWN} with the lowest clean probability are listed." if len(selected) > SELECTION_SHOWN else "."
+    st.markdown(f"**{len(selected):,} points selected**{listed}")
     for number, point in enumerate(selected[:SELECTION_SHOWN]):
         kind, row = point["customdata"][0], int(point["customdata"][1])
         columns = st.columns([1, 5, 1])
@@ -116,6 +130,9 @@ with st.spinner("Computing the UMAP map (only once per run; it is saved in the r
 
 event = st.plotly_chart(figure, key="embedding_map", on_select="rerun", selection_mode=("points", "box", "lasso"))
 selected = [point for point in event.selection.points if point.get("customdata")]
+if not selected and st.session_state.pop("keep_selection", False):
+    selected = st.session_state.get("map_selection", [])
+st.session_state["map_selection"] = selected
 if selected:
     show_selection(run, selected)
 else:

@@ -83,7 +83,14 @@ def select_row(table_key: str) -> None:
 
 
 def decide(run: Run, pair_ids: list[str], decision: str | None, message: str) -> None:
-    loading.save_decision(run, pair_ids, decision)
+    try:
+        loading.save_decision(run, pair_ids, decision)
+    except OSError as error:
+        st.session_state["decision_error"] = (
+            f"Could not save the decision to {run.path / 'decisions.json'} ({error.strerror or error}). "
+            "Make the run directory writable, or copy the run to a writable folder and open the copy."
+        )
+        return
     st.toast(message, icon=":material/save:")
 
 
@@ -175,8 +182,11 @@ def export_section(run: Run) -> None:
 
     buttons = st.columns(2)
     if buttons[0].button(f"Write {name}", key="export_write", icon=":material/save:"):
-        written = export_pairs(run, keep=keep, fmt=fmt, out=Path(folder).expanduser() / name)
-        st.session_state["last_export"] = str(written)
+        target = Path(folder).expanduser() / name
+        try:
+            st.session_state["last_export"] = str(export_pairs(run, keep=keep, fmt=fmt, out=target))
+        except OSError as error:
+            st.error(f"Could not write {target} ({error.strerror or error}). Choose a writable folder.")
     buttons[1].download_button(f"Download {name}", data=export_bytes, file_name=name, mime=EXPORT_MIME[fmt],
                                key="export_download", icon=":material/download:", on_click="ignore")
     if st.session_state.get("last_export"):
@@ -193,6 +203,8 @@ st.caption(
     "record your decision, and look for a better caption or image. Decisions are saved to decisions.json "
     "in the run directory."
 )
+if "decision_error" in st.session_state:
+    st.error(st.session_state.pop("decision_error"), icon=":material/error:")
 spec, page_size = filters(run)
 positions = loading.filtered_positions(run, spec, loading.decisions_stamp(run))
 

@@ -68,8 +68,11 @@ PUBLIC_DOMAIN_LICENSES = (
     "http://creativecommons.org/publicdomain/zero/1.0/",
 )
 
-EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-DANGLING_CONTACT_RE = re.compile(r"\b(contact|e-?mail)\s*:?\s*$", re.IGNORECASE)
+# An e-mail address with an optional "contact:", "email:" or "mailto:" label before it.
+EMAIL_RE = re.compile(
+    r"(\b(contact|e-?mail)\s*:?\s*)?(mailto:)?[\w.+-]+@[\w-]+(\.[\w-]+)+", re.IGNORECASE
+)
+EMPTY_BRACKETS_RE = re.compile(r"\(\s*\)|\[\s*\]|<\s*>")
 HTML_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 HTML_TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
 WORD_RE = re.compile(r"\w+")
@@ -324,7 +327,7 @@ def read_svg_metadata(svg_path: Path, max_bytes: int) -> SvgMetadata:
     license_uri = ""
     for work in works:
         for subject in _children(work, (DC_NS,), "subject"):
-            items = [li for li in subject.iter(f"{{{RDF_NS}}}li")]
+            items = list(subject.iter(f"{{{RDF_NS}}}li"))
             texts = ["".join(li.itertext()) for li in items] if items else [
                 "".join(subject.itertext())
             ]
@@ -338,20 +341,19 @@ def read_svg_metadata(svg_path: Path, max_bytes: int) -> SvgMetadata:
 
 
 def clean_text(text: str) -> str:
-    """Decode HTML entities, remove HTML tags, comments and Perl hash references, and collapse
-    whitespace. Some descriptions contain escaped HTML such as ``&quot;`` or a license badge."""
+    """Remove markup, Perl hash references and e-mail addresses from a title or description.
+
+    Some texts contain escaped HTML such as ``&quot;``, a license badge, or the author's address
+    ("Telefono (email: frollandin@email.it)"). Returns "" when no word is left.
+    """
     text = html.unescape(text)
     text = HTML_COMMENT_RE.sub(" ", text)
     text = HTML_TAG_RE.sub(" ", text)
     text = PERL_HASH_RE.sub(" ", text)
-    return normalize_text(text)
-
-
-def clean_description(description: str) -> str:
-    """Clean a description as clean_text does and also remove e-mail addresses, together with a
-    "contact:" label left without its address."""
-    text = EMAIL_RE.sub("", clean_text(description))
-    text = DANGLING_CONTACT_RE.sub("", normalize_text(text))
+    text = EMAIL_RE.sub(" ", text)
+    text = EMPTY_BRACKETS_RE.sub(" ", text)
+    # A sentence that held only an address leaves a lone full stop: "by ringe. Email: a@b.no."
+    text = re.sub(r"([.!?])\s+\.(?=\s|$)", r"\1", normalize_text(text))
     text = text.strip(" ,;:-")
     return text if WORD_RE.search(text) else ""
 
@@ -373,7 +375,7 @@ def build_caption(title: str, description: str, max_chars: int) -> str:
     shield" gives "Shield. A simple shield" while "Duck" / "A duck" gives "Duck".
     """
     title = clean_text(title)
-    description = clean_description(description)
+    description = clean_text(description)
     title_words = set(WORD_RE.findall(title.lower()))
     description_words = set(WORD_RE.findall(description.lower())) - STOP_WORDS
     if not description or description_words <= title_words:
@@ -533,6 +535,7 @@ def render_provenance(
     found: dict[str, int],
     split_counts: collections.Counter,
     image_bytes: int,
+    chosen_quality: int,
     args: argparse.Namespace,
 ) -> str:
     skipped_rows = "\n".join(
@@ -562,13 +565,14 @@ text.
   title is empty, the root `<title>` is used, and when the description is empty, the root `<desc>`.
 - The caption is the title, followed by the description when the description contains a word
   (case-insensitive, ignoring {len(STOP_WORDS)} stop words such as "a" and "the") that the title
-  does not. Before that, HTML entities are decoded, and HTML tags and comments, Perl hash
-  references ("HASH(0x850c64c)") and e-mail addresses are removed. Whitespace is collapsed.
+  does not. Before that, HTML entities in titles and descriptions are decoded, and HTML tags
+  and comments, Perl hash references ("HASH(0x850c64c)") and e-mail addresses (with any
+  "contact:" or "email:" label) are removed. Whitespace is collapsed.
   Captions longer than {args.max_caption_chars} characters are cut at a word boundary and end
   with "…".
-- Titles are kept as the authors wrote them, noise included: many are collection names such as
-  "gramastar", "Part of the Flat Icon Collection (…)" or "card", or a file name. They are kept
-  on purpose as real-world caption noise.
+- Apart from that cleaning, titles are kept as the authors wrote them, noise included. Many
+  are collection names such as "gramastar", "Part of the Flat Icon Collection (…)" or "card",
+  or a file name. They are kept on purpose as real-world caption noise.
 - `keywords` holds the `dc:subject` items (`rdf:Bag/rdf:li`) of the same SVG, joined with `;`.
   Duplicates are removed, `;` inside an item becomes `,`, and the items "hash" and
   "hash(0x…)", which an upstream script left in many files, are dropped.
@@ -585,7 +589,7 @@ image already used is skipped too.
 
 Each PNG is composited over a white background, converted to RGB, resized with Lanczos so
 that its longer side is {args.side} pixels (smaller images are enlarged), and saved as WebP with
-quality {args.chosen_quality} (Pillow {Image.__version__}, libwebp {features.version("webp")}).
+quality {chosen_quality} (Pillow {Image.__version__}, libwebp {features.version("webp")}).
 The build tries qualities from {args.quality} down to {args.min_quality} in steps of 2 and uses the
 highest one at which `images/` fits in {args.image_budget_mb:g} MB (10^6 bytes), the same for
 every image.
@@ -640,7 +644,7 @@ def quote_copyright_files(copyright_texts: dict[str, str]) -> str:
     paths = [f"`/usr/share/doc/{package}/copyright`" for package in copyright_texts]
     texts = list(copyright_texts.values())
     if all(text == texts[0] for text in texts):
-        return (f"The files {' and '.join(paths)} are identical. Their full text"
+        return (f"The files {' and '.join(paths)} are identical.\nTheir full text"
                 f" (trailing whitespace removed) is:\n\n{fence(texts[0])}")
     return "\n\n".join(
         f"The full text of {path} (trailing whitespace removed) is:\n\n{fence(text)}"
@@ -655,7 +659,7 @@ def render_license(
     if rejected_licenses:
         listed = ", ".join(f"`{uri}` ({n})" for uri, n in sorted(rejected_licenses.items()))
         rejected = (f"The build skipped the {sum(rejected_licenses.values())} items whose SVG"
-                    f" names another license: {listed}.")
+                    f" names another license:\n{listed}.")
     else:
         rejected = "No SVG named a license other than public domain."
     return f"""# License of the demo dataset
@@ -672,9 +676,11 @@ Domain Certification". It is not the CC0 1.0 legal text, but it too places the w
 public domain.
 
 The file refers to per-image `.txt` files with author information. Those files are not in
-these packages, but each SVG names its author in `dc:creator`. Most SVGs also declare
-`cc:license` as `http://web.resource.org/cc/PublicDomain`, and the build treats an empty
-`cc:license` as covered by the copyright file. {rejected}
+these packages. Instead, the SVGs record the author in `dc:creator`, which is empty in a few
+of them. Most SVGs also declare `cc:license` as `http://web.resource.org/cc/PublicDomain`, and
+the build treats an empty `cc:license` as covered by the copyright file.
+
+{rejected}
 """
 
 
@@ -830,7 +836,7 @@ def build(args: argparse.Namespace, debs_dir: Path, work_dir: Path) -> None:
     root = extract_debs(debs, work_dir)
 
     items, found = list_items(root)
-    log.info("Found %d PNG files (%d symbolic links) and %d SVG files; %d PNGs have an SVG",
+    log.info("Found %d PNG files (%d symbolic links) and %d SVG files. %d PNGs have an SVG.",
              found["png"], found["png_links"], found["svg"], found["paired"])
 
     counts: collections.Counter = collections.Counter()
@@ -841,8 +847,10 @@ def build(args: argparse.Namespace, debs_dir: Path, work_dir: Path) -> None:
     items = drop_pixel_duplicates(items, counts)
     if not items:
         raise SystemExit("No pairs were kept. Check the skipped items logged above.")
-    args.chosen_quality = choose_quality(items, round(args.image_budget_mb * 1e6))
+    chosen_quality = choose_quality(items, round(args.image_budget_mb * 1e6))
 
+    for reason in SKIP_REASONS:
+        log.info("Skipped %5d %s: %s", counts[reason], reason, SKIP_REASONS[reason])
     if len(items) < args.min_pairs:
         raise SystemExit(
             f"Only {len(items)} pairs were kept, fewer than --min-pairs {args.min_pairs}. Check"
@@ -862,14 +870,12 @@ def build(args: argparse.Namespace, debs_dir: Path, work_dir: Path) -> None:
         for package in PACKAGES
     }
     provenance = render_provenance(
-        debs, versions, counts, found, split_counts, image_bytes, args
+        debs, versions, counts, found, split_counts, image_bytes, chosen_quality, args
     )
     write_atomically(out / "PROVENANCE.md", provenance.encode("utf-8"))
     license_text = render_license(copyright_texts, rejected_licenses)
     write_atomically(out / "LICENSE.md", license_text.encode("utf-8"))
 
-    for reason in SKIP_REASONS:
-        log.info("Skipped %5d: %s (%s)", counts[reason], reason, SKIP_REASONS[reason])
     log.info("Kept %d pairs: %d train, %d val, %d test", len(items), split_counts["train"],
              split_counts["val"], split_counts["test"])
     log.info("Wrote %s: images total %.2f MB (%d bytes)", out, image_bytes / 1e6, image_bytes)

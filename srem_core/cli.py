@@ -11,7 +11,7 @@ from pathlib import Path
 
 from srem_core import __version__
 from srem_core.config import (
-    BIASES, CLEAN_TERMS, DEVICES, ENERGY_RULES, HEADS, METHODS, NOISE_LEVELS, SELECTIONS, WEIGHTINGS,
+    BIASES, CLEAN_TERMS, CMBCL_FORMS, DEVICES, ENERGY_RULES, HEADS, METHODS, NOISE_LEVELS, SELECTIONS, WEIGHTINGS,
     NoiseConfig, ObjectiveConfig, RunConfig, TrainConfig,
 )
 
@@ -51,6 +51,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     objective.add_argument("--lambda-cmbcl", type=float, default=DEFAULT_OBJECTIVE.lambda_cmbcl, help="weight of the complementary loss")
     objective.add_argument("--bias", choices=BIASES, default=DEFAULT_OBJECTIVE.bias, help="transition matrix of the complementary loss")
     objective.add_argument("--tau-q", type=float, default=DEFAULT_OBJECTIVE.tau_q, help="temperature of the biased transition matrix")
+    objective.add_argument("--cmbcl-form", choices=CMBCL_FORMS, default=DEFAULT_OBJECTIVE.cmbcl_form, help="sum over candidates or expectation under Q")
     objective.add_argument("--energy-rule", choices=ENERGY_RULES, default=DEFAULT_OBJECTIVE.energy_rule)
     objective.add_argument("--energy-quantile", type=float, default=DEFAULT_OBJECTIVE.energy_quantile)
     objective.add_argument("--selection", choices=SELECTIONS, default=DEFAULT_OBJECTIVE.selection)
@@ -71,7 +72,7 @@ def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
         cache_dir=arguments.cache_dir,
         noise=NoiseConfig(rate=arguments.noise, level=arguments.noise_level, seed=arguments.noise_seed, noise_file=arguments.noise_file),
         objective=ObjectiveConfig(
-            tau=arguments.tau, lambda_cmbcl=arguments.lambda_cmbcl, bias=arguments.bias, tau_q=arguments.tau_q,
+            tau=arguments.tau, lambda_cmbcl=arguments.lambda_cmbcl, bias=arguments.bias, tau_q=arguments.tau_q, cmbcl_form=arguments.cmbcl_form,
             energy_rule=arguments.energy_rule, energy_quantile=arguments.energy_quantile, selection=arguments.selection,
             weighting=arguments.weighting, weight_floor=arguments.weight_floor, clean_term=arguments.clean_term,
             gmm_threshold=arguments.gmm_threshold, warmup_epochs=arguments.warmup_epochs,

@@ -16,6 +16,7 @@ SELECTIONS = ("per_epoch", "per_batch")
 WEIGHTINGS = ("confidence", "inverse", "off")
 BIASES = ("uniform", "dissimilar", "similar")
 CLEAN_TERMS = ("hard", "soft")
+CMBCL_FORMS = ("sum", "expected")
 NOISE_LEVELS = ("caption", "image")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 HEADS = ("linear", "mlp")
@@ -45,6 +46,8 @@ class ObjectiveConfig:
     """Transition matrix of the complementary loss: uniform, dissimilar or similar."""
     tau_q: float = 0.2
     """Temperature of the biased transition matrix."""
+    cmbcl_form: str = "expected"
+    """sum: every candidate is an observed complementary label; expected: labels weighted by Q."""
     energy_rule: str = "mean"
     """Energy filter on the small-loss pairs: mean, gmm, quantile or off."""
     energy_quantile: float = 0.5
@@ -69,6 +72,7 @@ class ObjectiveConfig:
         _check_range("tau_q", self.tau_q, 0.0, 10.0, low_open=True)
         _check_range("lambda_cmbcl", self.lambda_cmbcl, 0.0, 1e3)
         _check_choice("bias", self.bias, BIASES)
+        _check_choice("cmbcl_form", self.cmbcl_form, CMBCL_FORMS)
         _check_choice("energy_rule", self.energy_rule, ENERGY_RULES)
         _check_range("energy_quantile", self.energy_quantile, 0.0, 1.0, low_open=True)
         _check_choice("selection", self.selection, SELECTIONS)

@@ -108,6 +108,20 @@ def complementary_loss(probabilities: torch.Tensor, transition: torch.Tensor) ->
     return -(corrected.log() * off_diagonal).sum(dim=1)
 
 
+def expected_complementary_loss(probabilities: torch.Tensor, transition: torch.Tensor) -> torch.Tensor:
+    """Return ``(B - 1) * sum_{j != i} Q[i, j] * -log q[i, j]`` with ``q = p @ Q``, shape (B,).
+
+    The forward-corrected loss averaged over complementary labels drawn from anchor i's own row of
+    ``Q`` instead of summed over every candidate. As a cross-entropy between ``Q[i]`` and ``p @ Q`` it
+    is smallest at ``p = e_i`` for any ``Q`` with linearly independent rows, so a biased ``Q`` cannot
+    pull the prediction away from the true pair. With the uniform ``Q`` it equals
+    ``complementary_loss`` exactly. The ``B - 1`` factor keeps that scale.
+    """
+    _check_square(probabilities)
+    corrected = (probabilities @ transition).clamp_min(PROBABILITY_FLOOR)
+    return -(probabilities.shape[0] - 1) * (transition * corrected.log()).sum(dim=1)
+
+
 def uniform_complementary_loss(probabilities: torch.Tensor) -> torch.Tensor:
     """Return ``sum_{j != i} -log(1 - p[i, j])`` per anchor, shape (B,): the B x B closed form.
 
@@ -126,11 +140,14 @@ def cmbcl_loss(
     *,
     bias: str,
     tau_q: float,
+    form: str = "expected",
 ) -> torch.Tensor:
     """Return the cross-modal biased complementary loss of each pair, shape (B,), both directions averaged.
 
     ``bias`` is ``uniform`` (RCL's loss, computed in closed form, the constant dropped), ``dissimilar``
-    or ``similar`` (see ``biased_transition``).
+    or ``similar`` (see ``biased_transition``). ``form`` is ``sum`` (every candidate an observed
+    complementary label, ``complementary_loss``) or ``expected`` (labels weighted by the biased ``Q``,
+    ``expected_complementary_loss``); the two agree for the uniform ``Q``.
     """
     p_image_to_text = torch.softmax(logits_per_image, dim=1)
     p_text_to_image = torch.softmax(logits_per_text, dim=1)
@@ -143,8 +160,11 @@ def cmbcl_loss(
         n_candidates = similarity.shape[0] - 1
         # The constant (B - 1) log(B - 1) is removed so that the scale matches the uniform case.
         offset = n_candidates * math.log(n_candidates) if n_candidates > 1 else 0.0
-        image_to_text = complementary_loss(p_image_to_text, q_image_to_text) - offset
-        text_to_image = complementary_loss(p_text_to_image, q_text_to_image) - offset
+        if form not in ("sum", "expected"):
+            raise ValueError(f"form must be 'sum' or 'expected', got {form!r}")
+        loss = complementary_loss if form == "sum" else expected_complementary_loss
+        image_to_text = loss(p_image_to_text, q_image_to_text) - offset
+        text_to_image = loss(p_text_to_image, q_text_to_image) - offset
     else:
         raise ValueError(f"bias must be 'uniform', 'dissimilar' or 'similar', got {bias!r}")
     return (image_to_text + text_to_image) / 2

@@ -117,7 +117,8 @@ class SremObjective(Objective):
             clean_term = self.config.warmup_clean_weight * per_pair_ce.mean()
         else:
             complementary = losses.cmbcl_loss(
-                logits_per_image, logits_per_text, similarity, bias=self.config.bias, tau_q=self.config.tau_q
+                logits_per_image, logits_per_text, similarity, bias=self.config.bias, tau_q=self.config.tau_q,
+                form=self.config.cmbcl_form,
             )
             weights = torch.as_tensor(self.selection.weights[pair_indices.cpu().numpy()], device=similarity.device)
             selected = torch.as_tensor(self.selection.selected_clean[pair_indices.cpu().numpy()], device=similarity.device)

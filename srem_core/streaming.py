@@ -5,18 +5,19 @@ each shard, so a killed run resumes at the shard it was in. ``score_store`` scor
 chunk into a Parquet file, and ``export_store`` streams that file's row groups into CSV, JSONL or
 Parquet. Memory depends on the batch and chunk sizes, not on the number of pairs.
 
-Store folder::
+Files of a store folder:
 
-    progress.json            committed row count, completed shards (path, bytes, rows), encoder identity
-    image_features.f16.npy   float16 (rows, image_dim); may hold uncommitted rows past the count
-    text_features.f16.npy    float16 (rows, text_dim)
-    keys/chunk-NNNNN.parquet one file per completed shard: row, shard, key, image_path, caption, url
-    skipped/chunk-NNNNN.parquet   the samples of that shard that were skipped: source, item_id, reason
+- ``progress.json``: the commit record. It contains the committed row count, the encoder identity,
+  the feature sizes and one record per completed shard (path, bytes, rows, skipped samples).
+- ``image_features.f16.npy`` and ``text_features.f16.npy``: float16 arrays (rows, dim) in .npy format.
+  Rows past the committed count are left over from an interrupted shard.
+- ``keys/chunk-NNNNN.parquet``: one per completed shard, with the columns of ``KEY_SCHEMA``.
+- ``skipped/chunk-NNNNN.parquet``: that shard's skipped samples (source, item_id, reason).
 
-``progress.json`` is the commit record, rewritten atomically after each shard. Rows past its count are
-left over from a shard that was in progress when the run stopped. They are truncated on reopening and
-that shard is encoded again from its start. Only one process may write to a store at a time; nothing
-enforces it.
+``progress.json`` is rewritten atomically after each shard, and it alone decides what is committed.
+Reopening a store for writing truncates the feature files to the committed rows, so the shard that was
+in progress is encoded again from its start. Only one process may write to a store at a time, and
+nothing enforces that.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,15 +48,23 @@ from srem_core.selection import LossMixtureSplitter
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT_VERSION = 1
-"""Layout version written to ``progress.json``; opening a store of another version raises ValueError."""
+"""Layout version in ``progress.json``. Opening a store of another version raises ValueError."""
 FEATURE_DTYPE = np.dtype("<f2")
-"""float16 halves the disk of float32. Encoder features (offline: image in [0, 6], unit-norm text) stay
-far below float16's maximum of 65504, and its relative precision of 1e-3 is below the noise of scoring."""
+"""float16 halves the disk of float32 and rounds with a relative error of at most 2**-11 (5e-4).
+Its maximum of 65504 is far above encoder features (offline: image in [0, 6], unit-norm text), and a
+row that overflows is skipped."""
 PROGRESS_FILE = "progress.json"
 FEATURE_FILES = {"image": "image_features.f16.npy", "text": "text_features.f16.npy"}
 KEYS_FOLDER = "keys"
 SKIPPED_FOLDER = "skipped"
-KEY_COLUMNS = ("row", "shard", "key", "image_path", "caption", "url")
+KEY_SCHEMA = pa.schema(
+    [("row", pa.int64()), ("shard", pa.string()), ("key", pa.string()), ("image_path", pa.string()),
+     ("caption", pa.string()), ("url", pa.string())]
+)
+"""Columns of the key tables, and the first columns of the scores file."""
+KEY_COLUMNS = tuple(KEY_SCHEMA.names)
+SCORE_SCHEMA = pa.schema([("energy", pa.float32()), ("swapped_entropy", pa.float32()), ("per_pair_loss", pa.float32())])
+DECISION_SCHEMA = pa.schema([("clean_prob", pa.float32()), ("is_noisy", pa.bool_())])
 
 SCORE_CHUNK_ROWS = 65_536
 """Pairs scored together: one batch context and one Parquet row group. Their float32 embeddings take
@@ -78,10 +87,16 @@ class FeatureStore:
         self.folder = Path(folder)
         progress_path = self.folder / PROGRESS_FILE
         if not progress_path.is_file():
-            raise FileNotFoundError(f"{progress_path} not found: {self.folder} is not a feature store. Run extract_shard_features first.")
+            raise FileNotFoundError(
+                f"{progress_path} not found: {self.folder} is not a feature store. Run extract_shard_features first."
+            )
         self.progress = json.loads(progress_path.read_text())
-        if self.progress.get("format_version") != STORE_FORMAT_VERSION:
-            raise ValueError(f"Feature store {self.folder} has format version {self.progress.get('format_version')}, expected {STORE_FORMAT_VERSION}. Extract into a new folder.")
+        version = self.progress.get("format_version")
+        if version != STORE_FORMAT_VERSION:
+            raise ValueError(
+                f"Feature store {self.folder} has format version {version}, expected {STORE_FORMAT_VERSION}. "
+                "Extract the shards into a new folder."
+            )
         self.dims = {"image": int(self.progress["image_dim"]), "text": int(self.progress["text_dim"])}
         self._offsets = {kind: _data_offset(self.folder / name) for kind, name in FEATURE_FILES.items()}
 
@@ -96,18 +111,15 @@ class FeatureStore:
         """
         folder = Path(folder)
         if not (folder / PROGRESS_FILE).is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            for kind, dim in (("image", image_dim), ("text", text_dim)):
-                with open(folder / FEATURE_FILES[kind], "wb") as handle:
-                    _write_header(handle, 0, dim)
-            progress = {"format_version": STORE_FORMAT_VERSION, "encoder_identity": encoder_identity,
-                        "image_dim": image_dim, "text_dim": text_dim, "n_rows": 0, "shards": []}
-            atomic.write_json(folder / PROGRESS_FILE, progress)
+            _create_empty_store(folder, encoder_identity, image_dim, text_dim)
         store = cls(folder)
         expected = (encoder_identity, image_dim, text_dim)
         found = (store.encoder_identity, store.dims["image"], store.dims["text"])
         if found != expected:
-            raise ValueError(f"Feature store {folder} holds features of (encoder, image_dim, text_dim) = {found}, not {expected}. Use another store folder for this encoder.")
+            raise ValueError(
+                f"Feature store {folder} contains features of (encoder, image_dim, text_dim) = {found}, "
+                f"not {expected}. Use another store folder for this encoder."
+            )
         store._drop_uncommitted()
         return store
 
@@ -128,14 +140,15 @@ class FeatureStore:
         """Return the committed ``kind`` ("image" or "text") features as a read-only float16 memory map."""
         if self.n_rows == 0:
             return np.empty((0, self.dims[kind]), dtype=FEATURE_DTYPE)
-        return np.memmap(self.folder / FEATURE_FILES[kind], dtype=FEATURE_DTYPE, mode="r",
-                         offset=self._offsets[kind], shape=(self.n_rows, self.dims[kind]))
+        shape = (self.n_rows, self.dims[kind])
+        path = self.folder / FEATURE_FILES[kind]
+        return np.memmap(path, dtype=FEATURE_DTYPE, mode="r", offset=self._offsets[kind], shape=shape)
 
     def read_rows(self, kind: str, start: int, stop: int) -> np.ndarray:
         """Return rows [start, stop) of ``kind`` features as a float16 array in memory.
 
-        Reads with a plain file read, not the memory map: pages of a map count as resident memory of
-        this process until the kernel evicts them, which made a full pass look like it held every row.
+        This uses a plain file read, not the memory map, because mapped pages count as resident memory
+        of this process until the kernel evicts them: a full pass would look as if it kept every row.
         """
         stop = min(stop, self.n_rows)
         dim = self.dims[kind]
@@ -150,9 +163,11 @@ class FeatureStore:
             yield pd.read_parquet(self.folder / KEYS_FOLDER / _chunk_name(position))
 
     def keys(self) -> pd.DataFrame:
-        """Return the whole key table; for small stores (``iter_keys`` streams it)."""
+        """Return the whole key table at once; ``iter_keys`` streams it for large stores."""
         frames = list(self.iter_keys())
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(KEY_COLUMNS))
+        if not frames:
+            return KEY_SCHEMA.empty_table().to_pandas()
+        return pd.concat(frames, ignore_index=True)
 
     def skipped(self) -> list[SkippedItem]:
         """Return every sample skipped in the completed shards."""
@@ -163,19 +178,22 @@ class FeatureStore:
         return items
 
     def append_rows(self, start: int, image_rows: np.ndarray, text_rows: np.ndarray) -> None:
-        """Write feature rows at row ``start``, over whatever an interrupted run left there."""
+        """Write feature rows from row ``start`` on, over whatever an interrupted run left there."""
         for kind, rows in (("image", image_rows), ("text", text_rows)):
             with open(self.folder / FEATURE_FILES[kind], "r+b") as handle:
                 handle.seek(self._offsets[kind] + start * self.dims[kind] * FEATURE_DTYPE.itemsize)
                 handle.write(np.ascontiguousarray(rows, dtype=FEATURE_DTYPE).tobytes())
 
     def commit_shard(self, shard: Path, keys: pd.DataFrame, skipped: list[SkippedItem]) -> None:
-        """Record a fully written shard: its keys, its skipped samples, the headers, then progress."""
+        """Record a shard whose rows are written: its keys, its skipped samples, the headers, then progress."""
         position = len(self.progress["shards"])
-        n_rows = self.n_rows + len(keys)
-        skipped_frame = pd.DataFrame([dataclasses.asdict(item) for item in skipped], columns=["source", "item_id", "reason"])
-        atomic.write_parquet(self.folder / KEYS_FOLDER / _chunk_name(position), keys)
+        key_table = pa.Table.from_pandas(keys, schema=KEY_SCHEMA, preserve_index=False)
+        atomic.write_with(self.folder / KEYS_FOLDER / _chunk_name(position), lambda path: pq.write_table(key_table, path))
+        records = [dataclasses.asdict(item) for item in skipped]
+        skipped_frame = pd.DataFrame(records, columns=["source", "item_id", "reason"])
         atomic.write_parquet(self.folder / SKIPPED_FOLDER / _chunk_name(position), skipped_frame)
+
+        n_rows = self.n_rows + len(keys)
         self._set_rows(n_rows)
         record = {"path": str(shard.resolve()), "bytes": shard.stat().st_size, "rows": len(keys), "skipped": len(skipped)}
         progress = {**self.progress, "n_rows": n_rows, "shards": [*self.progress["shards"], record]}
@@ -190,19 +208,34 @@ class FeatureStore:
                     path.unlink()
 
     def _set_rows(self, n_rows: int) -> None:
-        """Cut both feature files to ``n_rows`` rows, write their headers and flush them to disk."""
+        """Cut both feature files to ``n_rows`` rows, write that count in their headers and sync them."""
         for kind, name in FEATURE_FILES.items():
             with open(self.folder / name, "r+b") as handle:
                 handle.truncate(self._offsets[kind] + n_rows * self.dims[kind] * FEATURE_DTYPE.itemsize)
                 _write_header(handle, n_rows, self.dims[kind])
                 if handle.tell() != self._offsets[kind]:
-                    raise RuntimeError(f"The .npy header of {handle.name} changed size; this numpy version cannot grow the file in place.")
+                    raise RuntimeError(
+                        f"The .npy header of {handle.name} changed size, so this numpy version cannot grow "
+                        "the file in place. Install the numpy version of pyproject.toml."
+                    )
                 handle.flush()
                 os.fsync(handle.fileno())
 
 
+def _create_empty_store(folder: Path, encoder_identity: str, image_dim: int, text_dim: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, dim in (("image", image_dim), ("text", text_dim)):
+        with open(folder / FEATURE_FILES[kind], "wb") as handle:
+            _write_header(handle, 0, dim)
+    progress = {
+        "format_version": STORE_FORMAT_VERSION, "encoder_identity": encoder_identity,
+        "image_dim": image_dim, "text_dim": text_dim, "n_rows": 0, "shards": [],
+    }
+    atomic.write_json(folder / PROGRESS_FILE, progress)
+
+
 def _write_header(handle, n_rows: int, dim: int) -> None:
-    # numpy pads the header so that the first axis can grow to 21 digits without changing its size.
+    # numpy (1.23 and later) pads the header so that the first axis can grow to 21 digits in place.
     handle.seek(0)
     header = {"descr": np.lib.format.dtype_to_descr(FEATURE_DTYPE), "fortran_order": False, "shape": (n_rows, dim)}
     np.lib.format.write_array_header_1_0(handle, header)
@@ -221,13 +254,13 @@ def _chunk_name(position: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ExtractionSummary:
-    """What one ``extract_shard_features`` call did."""
+    """Counts and shard lists of one ``extract_shard_features`` call."""
 
     n_rows: int
     """Committed rows in the store after the call."""
     shards_encoded: list[str]
     shards_already_done: list[str]
-    """Shards found complete in ``progress.json`` and not read again."""
+    """Shards found complete in ``progress.json`` (by path, or by name and size) and not read again."""
     n_skipped: int
     """Samples skipped in the shards encoded by this call."""
 
@@ -248,7 +281,6 @@ def extract_shard_features(
     Shards already completed in the store are not read. A shard is committed only after all its rows
     are written, so after a crash or ``kill -9`` a rerun starts that shard again from its start.
     Skipped samples are kept in the store (``FeatureStore.skipped``) and logged.
-    Image decoding and preprocessing run in this process, one sample at a time.
 
     Raises:
         ValueError: ``batch_size`` is below 1, the store belongs to another encoder, or a completed
@@ -259,45 +291,69 @@ def extract_shard_features(
         raise ValueError(f"`batch_size` must be at least 1, got {batch_size}")
     paths = expand_shards(shards)
     encoder.to(torch.device(device))
-    store = FeatureStore.create(store_dir, encoder_identity=encoder.identity, image_dim=encoder.image_dim, text_dim=encoder.text_dim)
-    done = _completed_paths(store, paths)
-    todo = [path for path in paths if str(path.resolve()) not in done]
-    logger.info("Shards: %d in total, %d already in %s, %d to encode", len(paths), len(paths) - len(todo), store.folder, len(todo))
+    store = FeatureStore.create(
+        store_dir, encoder_identity=encoder.identity, image_dim=encoder.image_dim, text_dim=encoder.text_dim
+    )
+    done = _completed_shards(store, paths)
+    todo = [path for path in paths if path not in done]
+    logger.info("Shards: %d in total, %d already in %s, %d to encode", len(paths), len(done), store.folder, len(todo))
+
     n_skipped = 0
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="Shards", unit="shard", disable=not progress)
-    for path in todo:
-        n_skipped += _extract_shard(encoder, store, path, batch_size, progress, max_pixels, max_bytes)
-        bar.update(1)
-    bar.close()
+    with tqdm(total=len(paths), initial=len(done), desc="Shards", unit="shard", disable=not progress) as bar:
+        for path in todo:
+            n_skipped += _extract_shard(encoder, store, path, batch_size, progress, max_pixels, max_bytes)
+            bar.update(1)
     return ExtractionSummary(
         n_rows=store.n_rows,
         shards_encoded=[str(path) for path in todo],
-        shards_already_done=[str(path) for path in paths if str(path.resolve()) in done],
+        shards_already_done=[str(path) for path in paths if path in done],
         n_skipped=n_skipped,
     )
 
 
-def _completed_paths(store: FeatureStore, paths: list[Path]) -> set[str]:
-    """Return the resolved paths of completed shards; raise ValueError if one of ``paths`` changed."""
-    recorded = {record["path"]: record["bytes"] for record in store.completed_shards}
+def _completed_shards(store: FeatureStore, paths: list[Path]) -> set[Path]:
+    """Return the shards of ``paths`` that the store completed already.
+
+    A shard matches a record by its resolved path, or else by file name and size, so that a moved shard
+    folder does not encode every shard a second time. The keys of a moved shard keep the old paths.
+
+    Raises:
+        ValueError: a shard at a recorded path has another size than when it was encoded.
+    """
+    by_path = {record["path"]: record["bytes"] for record in store.completed_shards}
+    by_name = {(Path(record["path"]).name, record["bytes"]): record["path"] for record in store.completed_shards}
+    done = set()
     for path in paths:
-        size = recorded.get(str(path.resolve()))
-        if size is not None and size != path.stat().st_size:
+        size = path.stat().st_size
+        recorded_size = by_path.get(str(path.resolve()))
+        if recorded_size is not None and recorded_size != size:
             raise ValueError(
-                f"Shard {path} has {path.stat().st_size} bytes but had {size} when it was encoded into "
+                f"Shard {path} has {size} bytes but had {recorded_size} when it was encoded into "
                 f"{store.folder}. Encode the changed shards into a new store folder."
             )
-    return set(recorded)
+        if recorded_size is not None:
+            done.add(path)
+        elif (path.name, size) in by_name:
+            logger.warning(
+                "Shard %s has the name and size of completed shard %s, so it is not encoded again. Its keys "
+                "keep the old path.", path, by_name[(path.name, size)],
+            )
+            done.add(path)
+    return done
 
 
 def _extract_shard(encoder, store, path, batch_size, progress, max_pixels, max_bytes) -> int:
-    """Encode one shard into the store, commit it and return the number of skipped samples."""
+    """Encode one shard into the store, commit it and return the number of skipped samples.
+
+    Images are decoded and preprocessed in this process, one sample at a time.
+    """
     skipped: list[SkippedItem] = []
     samples = iter_shard(path, skipped, decode_images=True, max_pixels=max_pixels, max_bytes=max_bytes)
     key_rows: list[dict] = []
     batch: list = []
     for sample in tqdm(samples, desc=path.name, unit="pair", leave=False, disable=not progress):
-        batch.append((sample, encoder.preprocess(sample.image)))
+        pixels = encoder.preprocess(sample.image)
+        batch.append(_PendingPair(sample.key, sample.image_member, sample.caption, sample.url, pixels))
         if len(batch) == batch_size:
             _encode_batch(encoder, store, path, batch, key_rows, skipped)
             batch = []
@@ -309,26 +365,38 @@ def _extract_shard(encoder, store, path, batch_size, progress, max_pixels, max_b
     return len(skipped)
 
 
-def _encode_batch(encoder, store, path, batch, key_rows, skipped) -> None:
-    """Encode one batch, write the usable rows after the shard's earlier rows, and record their keys."""
-    samples = [sample for sample, _ in batch]
+class _PendingPair(NamedTuple):
+    """A decoded sample waiting for its encoder batch."""
+
+    key: str
+    image_member: str
+    caption: str
+    url: str | None
+    pixels: torch.Tensor
+
+
+def _encode_batch(encoder, store, path, batch: list[_PendingPair], key_rows, skipped) -> None:
+    """Encode one batch, write its usable rows after the shard's earlier rows and record their keys."""
     with torch.no_grad():
-        image_rows = encoder.encode_image_tensors(torch.stack([pixels for _, pixels in batch]))
-        text_rows = encoder.encode_texts([sample.caption for sample in samples])
-    image_rows = image_rows.detach().float().cpu().numpy().astype(FEATURE_DTYPE)
-    text_rows = text_rows.detach().float().cpu().numpy().astype(FEATURE_DTYPE)
+        image_rows = encoder.encode_image_tensors(torch.stack([pair.pixels for pair in batch]))
+        text_rows = encoder.encode_texts([pair.caption for pair in batch])
+    with np.errstate(over="ignore"):  # overflow gives inf, and the check below skips that row
+        image_rows = image_rows.detach().float().cpu().numpy().astype(FEATURE_DTYPE)
+        text_rows = text_rows.detach().float().cpu().numpy().astype(FEATURE_DTYPE)
     finite = np.isfinite(image_rows).all(axis=1) & np.isfinite(text_rows).all(axis=1)
-    for sample in [sample for sample, ok in zip(samples, finite) if not ok]:
-        reason = "the encoder returned NaN or a value beyond the float16 range for this sample. Check the encoder."
-        skipped.append(SkippedItem(source=str(path), item_id=sample.key, reason=reason))
-        logger.warning("Skipped sample %s in shard %s: %s", sample.key, path, reason)
+    for pair in [pair for pair, ok in zip(batch, finite) if not ok]:
+        reason = "the encoder returned NaN, or a value beyond the float16 range, for this sample. Check the encoder."
+        skipped.append(SkippedItem(source=str(path), item_id=pair.key, reason=reason))
+        logger.warning("Skipped sample %s of shard %s: %s", pair.key, path, reason)
+
     start = store.n_rows + len(key_rows)
     store.append_rows(start, image_rows[finite], text_rows[finite])
     shard = str(path.resolve())
-    for offset, sample in enumerate(sample for sample, ok in zip(samples, finite) if ok):
-        reference = f"{shard}{REFERENCE_SEPARATOR}{sample.image_member}"
-        key_rows.append({"row": start + offset, "shard": shard, "key": sample.key,
-                         "image_path": reference, "caption": sample.caption, "url": sample.url})
+    usable = [pair for pair, ok in zip(batch, finite) if ok]
+    for offset, pair in enumerate(usable):
+        reference = f"{shard}{REFERENCE_SEPARATOR}{pair.image_member}"
+        key_rows.append({"row": start + offset, "shard": shard, "key": pair.key, "image_path": reference,
+                         "caption": pair.caption, "url": pair.url})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,40 +425,42 @@ def score_store(
 ) -> StoreScores:
     """Score every pair of a feature store with ``heads`` and write one Parquet row per pair to ``out``.
 
-    ``heads`` is a ``ProjectionHeads`` or ``HeadEnsemble``; it is moved to ``device``. Columns:
+    ``heads`` is a ``ProjectionHeads`` or ``HeadEnsemble``, and it is moved to ``device``. Columns:
     ``KEY_COLUMNS``, then ``energy`` (unbounded, lower = more logit mass for the pair's anchors),
     ``swapped_entropy`` (>= 0, higher = less confident), ``per_pair_loss`` (>= 0, higher = worse),
     ``clean_prob`` (in [0, 1], higher = cleaner) and ``is_noisy`` (``clean_prob < threshold``).
 
     Batch context: the three scores of a pair depend on the other pairs of its batch. The rows are cut
-    into near-equal contiguous chunks of at most ``chunk_rows``. Each chunk is split into batches by
-    ``batch_context`` with ``seed``, as ``score_pairs`` does. Scores therefore repeat exactly for the
-    same store, ``chunk_rows``, ``batch_size`` and ``seed``. A store of at most ``chunk_rows`` rows
-    gets the scores of ``score_pairs`` on all its rows.
+    into near-equal contiguous chunks of at most ``chunk_rows`` (``chunk_bounds``), and each chunk is
+    split into batches by ``score_pairs`` with ``seed``. Scores therefore repeat exactly for the same
+    store, ``chunk_rows``, ``batch_size`` and ``seed``, and change with any of them. A store of at most
+    ``chunk_rows`` rows gets the scores of ``score_pairs`` on all its rows.
 
     ``clean_prob`` comes from ``splitter`` when given (fitted elsewhere, for example on training
     losses). Otherwise a ``LossMixtureSplitter(random_state=seed)`` is fitted on the losses of a seeded
     uniform sample of ``SPLITTER_SAMPLE_SIZE`` rows (all rows when fewer). Because of that fit the file
-    is written in two passes: scores go to a temporary file next to ``out``, which is then read back one
-    row group at a time. Each pass holds one chunk in memory, and ``out`` appears atomically at the end.
+    is written in two passes. Scores go to a temporary file next to ``out``, which is then copied one
+    row group at a time with ``clean_prob`` added. Each pass keeps one chunk in memory, and ``out``
+    appears atomically at the end.
 
     Raises:
-        ValueError: the store has fewer than 2 rows, ``chunk_rows`` is below 2, or the feature sizes
-            of the store and ``heads`` differ.
+        ValueError: the store has fewer than 2 rows, ``chunk_rows`` is below 2, ``threshold`` is
+            outside [0, 1], or the feature sizes of the store and ``heads`` differ.
     """
     store = FeatureStore(store_dir)
-    _check_scoring_inputs(store, heads, chunk_rows)
+    _check_scoring_inputs(store, heads, chunk_rows, threshold)
     heads.to(torch.device(device))
-    chunks = chunk_bounds(store.n_rows, chunk_rows)
-    sample_rows = np.sort(np.random.default_rng(seed).choice(store.n_rows, min(store.n_rows, SPLITTER_SAMPLE_SIZE), replace=False))
+    sample_size = min(store.n_rows, SPLITTER_SAMPLE_SIZE)
+    sample_rows = np.sort(np.random.default_rng(seed).choice(store.n_rows, sample_size, replace=False))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".scores.tmp", dir=out.parent)
     os.close(handle)
     temporary = Path(name)
     try:
-        losses = _write_scores(heads, store, temporary, chunks, sample_rows, tau=tau, batch_size=batch_size,
-                               seed=seed, device=device, progress=progress)
+        chunks = chunk_bounds(store.n_rows, chunk_rows)
+        scoring = {"tau": tau, "batch_size": batch_size, "seed": seed, "device": device}
+        losses = _write_scores(heads, store, temporary, chunks, sample_rows, scoring, progress)
         if splitter is None:
             splitter = LossMixtureSplitter(random_state=seed).fit(losses)
         n_noisy = _write_decisions(temporary, out, splitter, threshold)
@@ -401,42 +471,45 @@ def score_store(
 
 
 def chunk_bounds(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
-    """Return the (start, stop) rows of ``score_store``'s chunks: the fewest near-equal contiguous
-    chunks of at most ``chunk_rows`` rows (sizes differ by at most one row)."""
+    """Return the (start, stop) rows of ``score_store``'s chunks: the fewest contiguous chunks of at
+    most ``chunk_rows`` rows, whose sizes differ by at most one row."""
     n_chunks = max(1, -(-n_rows // chunk_rows))
-    size, extra = divmod(n_rows, n_chunks)
-    stops = np.cumsum([size + 1] * extra + [size] * (n_chunks - extra))
-    return [(int(stop - length), int(stop)) for stop, length in zip(stops, [size + 1] * extra + [size] * (n_chunks - extra))]
+    size, n_larger = divmod(n_rows, n_chunks)
+    lengths = [size + 1] * n_larger + [size] * (n_chunks - n_larger)
+    stops = np.cumsum(lengths)
+    return [(int(stop - length), int(stop)) for stop, length in zip(stops, lengths)]
 
 
-def _write_scores(heads, store, path, chunks, sample_rows, *, tau, batch_size, seed, device, progress) -> np.ndarray:
+def _check_scoring_inputs(store: FeatureStore, heads: torch.nn.Module, chunk_rows: int, threshold: float) -> None:
+    if store.n_rows < 2:
+        raise ValueError(f"Feature store {store.folder} has {store.n_rows} rows; scoring needs at least 2 pairs.")
+    if chunk_rows < 2:
+        raise ValueError(f"`chunk_rows` must be at least 2, got {chunk_rows}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
+    if (heads.image_dim, heads.text_dim) != (store.dims["image"], store.dims["text"]):
+        raise ValueError(
+            f"The heads take (image_dim, text_dim) = {(heads.image_dim, heads.text_dim)} but the store "
+            f"{store.folder} contains {(store.dims['image'], store.dims['text'])}. Use heads trained on "
+            "features of the store's encoder."
+        )
+
+
+def _write_scores(heads, store, path, chunks, sample_rows, scoring: dict, progress: bool) -> np.ndarray:
     """Write keys and scores chunk by chunk to ``path``; return the losses of the rows in ``sample_rows``."""
     keys = _KeySlicer(store.iter_keys())
-    schema = _scores_schema(with_decision=False)
+    schema = pa.schema([*KEY_SCHEMA, *SCORE_SCHEMA])
     sampled_losses = []
     with pq.ParquetWriter(path, schema) as writer:
         for start, stop in tqdm(chunks, desc="Scoring", unit="chunk", disable=not progress):
             table = keys.take(stop - start)
-            stats = _score_chunk(heads, store, start, stop, tau=tau, batch_size=batch_size, seed=seed, device=device)
+            stats = _score_chunk(heads, store, start, stop, **scoring)
             for name, values in stats.items():
                 table[name] = values
             in_chunk = sample_rows[(sample_rows >= start) & (sample_rows < stop)]
             sampled_losses.append(stats["per_pair_loss"][in_chunk - start])
             writer.write_table(pa.Table.from_pandas(table, schema=schema, preserve_index=False))
     return np.concatenate(sampled_losses)
-
-
-def _check_scoring_inputs(store: FeatureStore, heads: torch.nn.Module, chunk_rows: int) -> None:
-    if store.n_rows < 2:
-        raise ValueError(f"Feature store {store.folder} has {store.n_rows} rows; scoring needs at least 2 pairs.")
-    if chunk_rows < 2:
-        raise ValueError(f"`chunk_rows` must be at least 2, got {chunk_rows}")
-    if (heads.image_dim, heads.text_dim) != (store.dims["image"], store.dims["text"]):
-        raise ValueError(
-            f"The heads take (image_dim, text_dim) = {(heads.image_dim, heads.text_dim)} but the store "
-            f"{store.folder} holds {(store.dims['image'], store.dims['text'])}. Use heads trained on "
-            "features of the store's encoder."
-        )
 
 
 def _score_chunk(heads, store, start, stop, *, tau, batch_size, seed, device) -> dict[str, np.ndarray]:
@@ -450,7 +523,7 @@ def _score_chunk(heads, store, start, stop, *, tau, batch_size, seed, device) ->
         image_parts.append(image_embeddings)
         text_parts.append(text_embeddings)
     stats = score_pairs(torch.cat(image_parts), torch.cat(text_parts), tau=tau, batch_size=batch_size, seed=seed)
-    return {name: getattr(stats, name) for name in ("energy", "swapped_entropy", "per_pair_loss")}
+    return {name: getattr(stats, name) for name in SCORE_SCHEMA.names}
 
 
 class _KeySlicer:
@@ -458,33 +531,24 @@ class _KeySlicer:
 
     def __init__(self, frames: Iterator[pd.DataFrame]):
         self.frames = frames
-        self.pending = pd.DataFrame(columns=list(KEY_COLUMNS))
+        self.pending = KEY_SCHEMA.empty_table().to_pandas()
 
     def take(self, n_rows: int) -> pd.DataFrame:
-        parts, have = [self.pending], len(self.pending)
-        while have < n_rows:
+        parts, available = [self.pending], len(self.pending)
+        while available < n_rows:
             frame = next(self.frames)
             parts.append(frame)
-            have += len(frame)
+            available += len(frame)
         joined = pd.concat([part for part in parts if len(part)], ignore_index=True)
         self.pending = joined.iloc[n_rows:].reset_index(drop=True)
         return joined.iloc[:n_rows].reset_index(drop=True)
 
 
-def _scores_schema(with_decision: bool) -> pa.Schema:
-    fields = [("row", pa.int64()), ("shard", pa.string()), ("key", pa.string()), ("image_path", pa.string()),
-              ("caption", pa.string()), ("url", pa.string()), ("energy", pa.float32()),
-              ("swapped_entropy", pa.float32()), ("per_pair_loss", pa.float32())]
-    if with_decision:
-        fields += [("clean_prob", pa.float32()), ("is_noisy", pa.bool_())]
-    return pa.schema(fields)
-
-
 def _write_decisions(scores_path: Path, out: Path, splitter: LossMixtureSplitter, threshold: float) -> int:
     """Copy ``scores_path`` to ``out`` row group by row group, adding clean_prob and is_noisy."""
     source = pq.ParquetFile(scores_path)
+    schema = pa.schema([*KEY_SCHEMA, *SCORE_SCHEMA, *DECISION_SCHEMA])
     n_noisy = 0
-    schema = _scores_schema(with_decision=True)
     with atomic.atomic_path(out) as temporary, pq.ParquetWriter(temporary, schema) as writer:
         for group in range(source.num_row_groups):
             table = source.read_row_group(group)
@@ -504,12 +568,12 @@ def export_store(
     threshold: float | None = None,
     batch_rows: int = SCORE_CHUNK_ROWS,
 ) -> int:
-    """Stream the rows of a ``score_store`` file that ``keep`` selects into ``out`` and return their count.
+    """Stream the rows of a ``score_store`` file that ``keep`` selects into ``out``; return their count.
 
     ``keep="clean"`` writes the pairs that are not noisy (the cleaned list), ``"noisy"`` only the noisy
-    ones, ``"all"`` every pair. Noisy means ``is_noisy`` as scored, or ``clean_prob < threshold`` when
-    ``threshold`` is given. The format follows the suffix of ``out``: ``.csv``, ``.jsonl`` or
-    ``.parquet``. At most ``batch_rows`` rows are in memory at once, and ``out`` appears atomically.
+    ones and ``"all"`` every pair. Noisy means ``is_noisy`` as scored, or ``clean_prob < threshold`` when
+    ``threshold`` is given. The suffix of ``out`` sets the format: ``.csv``, ``.jsonl`` or ``.parquet``.
+    At most ``batch_rows`` rows are in memory at once, and ``out`` appears atomically.
 
     Raises:
         ValueError: an unknown ``keep`` or suffix, or ``threshold`` outside [0, 1].
@@ -522,21 +586,28 @@ def export_store(
         raise ValueError(f"`keep` must be one of {KEEP_CHOICES}, got {keep!r}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
+
     source = pq.ParquetFile(scores_parquet)
     written = 0
     with atomic.atomic_path(out) as temporary, _ExportWriter(temporary, fmt, source.schema_arrow) as writer:
         for batch in source.iter_batches(batch_size=batch_rows):
             table = pa.Table.from_batches([batch])
-            noisy = table.column("is_noisy").to_numpy() if threshold is None else table.column("clean_prob").to_numpy() < threshold
-            selected = table if keep == "all" else table.filter(pa.array(noisy if keep == "noisy" else ~noisy))
-            writer.write(selected)
-            written += selected.num_rows
+            if threshold is None:
+                noisy = table.column("is_noisy").to_numpy()
+            else:
+                noisy = table.column("clean_prob").to_numpy() < threshold
+            if keep == "clean":
+                table = table.filter(pa.array(~noisy))
+            elif keep == "noisy":
+                table = table.filter(pa.array(noisy))
+            writer.write(table)
+            written += table.num_rows
     logger.info("Exported %d pairs (%s) from %s to %s", written, keep, scores_parquet, out)
     return written
 
 
 class _ExportWriter:
-    """Appends tables to one CSV, JSONL or Parquet file; the CSV header is written once."""
+    """Appends tables to one CSV, JSONL or Parquet file, writing the CSV header once."""
 
     def __init__(self, path: Path, fmt: str, schema: pa.Schema):
         self.fmt = fmt
@@ -552,7 +623,9 @@ class _ExportWriter:
         if self.fmt == "csv":
             frame.to_csv(self.text, header=self.header, index=False)
         elif len(frame):
-            frame.to_json(self.text, orient="records", lines=True, force_ascii=False)
+            # pandas writes "/" as "\/". Both are valid JSON for "/", and every "/" of the data is escaped
+            # that way, so undoing it cannot change another escape sequence.
+            self.text.write(frame.to_json(orient="records", lines=True, force_ascii=False).replace("\\/", "/"))
         self.header = False
 
     def __enter__(self) -> "_ExportWriter":

@@ -159,7 +159,6 @@ def test_bad_images_skipped_and_reported(subset, cache_dir, tmp_path):
 
 
 def test_kill_and_resume_matches_uninterrupted(subset, cache_dir, tmp_path):
-    arguments = train_arguments(subset, cache_dir, tmp_path / "x", "--epochs", "8")
     full = tmp_path / "full"
     assert main(train_arguments(subset, cache_dir, full, "--epochs", "8")) == 0
 
@@ -182,18 +181,17 @@ def test_kill_and_resume_matches_uninterrupted(subset, cache_dir, tmp_path):
     second = pd.read_parquet(killed / "scores.parquet")
     for column in ("energy", "swapped_entropy", "per_pair_loss", "clean_prob"):
         assert np.abs(first[column].to_numpy() - second[column].to_numpy()).max() <= 1e-6
-    del arguments
 
 
 def test_unfreeze_fine_tunes_towers(subset, cache_dir, tmp_path):
     table = pd.read_csv(subset)
-    small = pd.concat([table[table["split"] == split].head(count) for split, count in (("train", 24), ("val", 8), ("test", 8))])
+    small = pd.concat([table[table["split"] == split].head(count) for split, count in (("train", 16), ("val", 4), ("test", 4))])
     manifest = tmp_path / "small.csv"
     small.to_csv(manifest, index=False)
     out = tmp_path / "fine-tuned"
-    assert main(train_arguments(manifest, cache_dir, out, "--epochs", "2", "--batch-size", "8", "--unfreeze")) == 0
+    assert main(train_arguments(manifest, cache_dir, out, "--epochs", "1", "--batch-size", "8", "--unfreeze")) == 0
     frozen = tmp_path / "frozen"
-    assert main(train_arguments(manifest, cache_dir, frozen, "--epochs", "2", "--batch-size", "8")) == 0
+    assert main(train_arguments(manifest, cache_dir, frozen, "--epochs", "1", "--batch-size", "8")) == 0
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), framework="pt") as handle:
@@ -204,3 +202,30 @@ def test_unfreeze_fine_tunes_towers(subset, cache_dir, tmp_path):
     fresh = model.embed_texts(small["caption"].head(2).tolist())
     assert np.allclose(stored, fresh, atol=2e-2)
     assert not np.allclose(load_run(frozen).text_embeddings, load_run(out).text_embeddings, atol=1e-3)
+
+
+def test_train_on_webdataset_shards(subset, cache_dir, tmp_path):
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    table = pd.read_csv(subset)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for shard_index, start in enumerate((0, 20)):
+        with tarfile.open(shards / f"{shard_index:05d}.tar", "w") as tar:
+            for row in table.iloc[start : start + 20].itertuples():
+                buffer = io.BytesIO()
+                Image.open(row.image_path).convert("RGB").save(buffer, format="JPEG")
+                for suffix, payload in ((".jpg", buffer.getvalue()), (".txt", row.caption.encode())):
+                    info = tarfile.TarInfo(f"{row.Index:09d}{suffix}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--data", str(shards), "--epochs", "1", "--batch-size", "8", "--embed-dim", "32",
+                 "--device", "cpu", "--cache-dir", str(cache_dir), "--out", str(out)]) == 0
+    run = load_run(out)
+    assert len(run.scores) == 40
+    assert run.scores["image_path"].str.contains(".tar#").all()
+    assert run.image_file(0).name.endswith(".jpg")

@@ -128,7 +128,9 @@ def test_cmbcl_lower_for_correct_predictions():
     bad = good[[1, 0, 3, 2]]
     for bias in ("uniform", "dissimilar", "similar"):
         loss_good = losses.cmbcl_loss(*losses.similarity_logits(good, 0.05), good, bias=bias, tau_q=0.2).mean()
-        loss_bad = losses.cmbcl_loss(*losses.similarity_logits(bad, 0.05), bad, bias=bias, tau_q=0.2).mean()
+        # The transition matrix is built from the true structure for both, so only the prediction differs.
+        logits_bad = losses.similarity_logits(bad, 0.05)
+        loss_bad = losses.cmbcl_loss(*logits_bad, good, bias=bias, tau_q=0.2).mean()
         assert loss_good < loss_bad
 
 
@@ -162,3 +164,25 @@ def test_soft_margin_scales_with_margin():
 def test_non_square_similarity_rejected():
     with pytest.raises(ValueError, match=r"expected a square \(B, B\) matrix, got shape \(2, 3\)"):
         losses.similarity_logits(torch.zeros(2, 3), 0.1)
+
+
+def test_expected_form_equals_sum_form_for_uniform_q():
+    probabilities = torch.softmax(_random_similarity(6, seed=9) / 0.1, dim=1)
+    uniform = losses.uniform_transition(6)
+    expected = losses.expected_complementary_loss(probabilities, uniform)
+    summed = losses.complementary_loss(probabilities, uniform)
+    assert torch.allclose(expected, summed, atol=1e-5)
+
+
+def test_expected_form_keeps_true_label_optimum_under_bias():
+    similarity = torch.tensor([[0.9, 0.85, -0.6, 0.1], [0.2, 0.9, 0.3, -0.4], [0.0, 0.5, 0.9, 0.2], [-0.3, 0.1, 0.4, 0.9]])
+    q_image_to_text, _ = losses.biased_transition(similarity, tau_q=0.2)
+    correct = torch.eye(4)
+    hedged = 0.8 * torch.eye(4) + 0.2 * torch.full((4, 4), 0.25)
+    expected_correct = losses.expected_complementary_loss(correct, q_image_to_text)
+    expected_hedged = losses.expected_complementary_loss(hedged, q_image_to_text)
+    assert torch.all(expected_correct < expected_hedged)
+    # Summed over every candidate, a peaked Q rewards moving mass away from the true pair for anchor 0.
+    summed_correct = losses.complementary_loss(correct, q_image_to_text)
+    summed_hedged = losses.complementary_loss(hedged, q_image_to_text)
+    assert summed_correct[0] > summed_hedged[0]

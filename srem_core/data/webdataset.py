@@ -1,9 +1,10 @@
 """Read image-caption pairs from WebDataset tar shards, as img2dataset writes them.
 
 A shard is an uncompressed tar file. The files of one sample share a *key* and differ in extension:
-``000010042.jpg`` (or ``.png``, ``.webp``), ``000010042.txt`` (the caption) and ``000010042.json``
-(img2dataset's metadata, of which only ``url`` is kept). img2dataset's ``_stats.json`` and ``.parquet``
-files sit next to the shards, outside the tar, and are not read.
+``000010042.jpg`` (img2dataset's webdataset writer names every image ``.jpg``, other writers use
+``.png`` or ``.webp``), ``000010042.txt`` (the caption) and ``000010042.json`` (img2dataset's metadata,
+of which only ``url`` is kept). img2dataset's per-shard ``.parquet`` and ``_stats.json`` files sit next
+to the shards, outside the tar, and are not read.
 
 Key rule, the one of the ``webdataset`` library (``tariterators.base_plus_ext``): the key is the member
 path up to the first dot of its base name, and the extension is everything after that dot,
@@ -37,18 +38,21 @@ from PIL import Image
 
 # The byte decoder shares the pixel-limit check and RGB conversion of load_image, which only opens files.
 from srem_core.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, ImageLoadError
-from srem_core.data.images import _check_pixel_count, _decode_failure_reason, _to_rgb
+from srem_core.data.images import _check_pixel_count, _to_rgb
 from srem_core.data.pairs import PairDataset, SkippedItem, build_dataset
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-"""Extensions read as the sample's image: img2dataset's encode formats (jpg, png, webp) and jpeg."""
+"""Extensions read as the sample's image."""
 CAPTION_EXTENSION = "txt"
 METADATA_EXTENSION = "json"
 SHARD_SUFFIX = ".tar"
 REFERENCE_SEPARATOR = "#"
 """Joins a shard path and a member name in an image reference: ``shards/00000.tar#000000001.jpg``."""
+MAX_LOGGED_SKIPS_PER_SHARD = 10
+"""Skipped samples logged one by one per shard; a count covers the rest, so a bad shard cannot flood
+the log. Every skip is still returned in the caller's list."""
 MEMBER_INDEX_CACHE_SHARDS = 64
 """Shards whose member offsets ``read_member_bytes`` keeps, so random access scans each header once."""
 
@@ -121,7 +125,7 @@ def expand_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list
         for pattern in _expand_braces(str(spec)):
             shards.extend(Path(path) for path in sorted(glob.glob(pattern)))
             if not glob.has_magic(pattern) and not Path(pattern).is_file():
-                raise FileNotFoundError(f"Shard {pattern} not found. Check the path or the pattern {spec}.")
+                raise FileNotFoundError(f"Shard {pattern} not found. Check the path, or the pattern {spec}.")
     if not shards:
         raise FileNotFoundError(f"No {SHARD_SUFFIX} shards match {spec}. Check the folder or the pattern.")
     missing = [str(path) for path in shards if not path.is_file()]
@@ -135,7 +139,10 @@ def _expand_braces(pattern: str) -> list[str]:
     if match is None:
         return [pattern]
     head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [expanded for item in _brace_items(match.group(1)) for expanded in _expand_braces(head + item + tail)]
+    expanded = []
+    for item in _brace_items(match.group(1)):
+        expanded.extend(_expand_braces(head + item + tail))
+    return expanded
 
 
 def _brace_items(body: str) -> list[str]:
@@ -163,7 +170,9 @@ def iter_webdataset(
 ) -> Iterator[WebDatasetSample]:
     """Yield the usable samples of every shard of ``spec`` (see ``expand_shards``) in order."""
     for shard in expand_shards(spec):
-        yield from iter_shard(shard, skipped, decode_images=decode_images, max_pixels=max_pixels, max_bytes=max_bytes)
+        yield from iter_shard(
+            shard, skipped, decode_images=decode_images, max_pixels=max_pixels, max_bytes=max_bytes
+        )
 
 
 def iter_shard(
@@ -185,23 +194,30 @@ def iter_shard(
     shard = Path(shard)
     reader = _MemberReader(shard)
     seen: set[str] = set()
+    n_before = len(skipped)
     for key, members in _group_by_key(reader):
         try:
             sample = _make_sample(shard, key, members, seen)
             if decode_images:
                 image = decode_image_bytes(sample.image_bytes, sample.reference, max_pixels, max_bytes)
                 sample = dataclasses.replace(sample, image=image)
-        except _SampleError as error:
-            _skip(skipped, shard, key, str(error), reader.failure)
-            continue
-        except ImageLoadError as error:
-            _skip(skipped, shard, key, error.reason, reader.failure)
+        except (_SampleError, ImageLoadError) as error:
+            reason = error.reason if isinstance(error, ImageLoadError) else str(error)
+            if reader.failure is not None:
+                reason += " The shard is damaged right after this sample, so the sample may be cut short."
+            _skip(skipped, shard, key, reason, len(skipped) - n_before)
             continue
         finally:
             seen.add(key)
         yield sample
     if reader.failure is not None:
-        _skip(skipped, shard, "", reader.failure, None)
+        _skip(skipped, shard, "", reader.failure, 0)
+    n_unlogged = len(skipped) - n_before - MAX_LOGGED_SKIPS_PER_SHARD
+    if n_unlogged > 0:
+        logger.warning(
+            "Skipped %d more samples of shard %s without logging them; the skipped list has them all.",
+            n_unlogged, shard,
+        )
 
 
 class _SampleError(ValueError):
@@ -255,13 +271,15 @@ class _MemberReader:
             return self._describe_damage(tar.offset, "the file ends inside a member header")
         return self._describe_damage(tar.offset, "the member header there is invalid")
 
-    def _describe_damage(self, offset: int, what: str) -> str:
-        after = f"after member {self.last_member}" if self.last_member else "before the first member"
+    def _describe_damage(self, offset: int, problem: str) -> str:
+        where = "before the first member"
+        if self.last_member:
+            where = f"after member {self.last_member}"
         size = self.shard.stat().st_size
         return (
-            f"the shard is damaged at byte {offset} of {size}, {after}: {what}. The rest of the shard "
-            "is skipped. The shard was probably cut short by an interrupted download or copy; fetch "
-            "or write it again."
+            f"the shard is damaged at byte {offset} of {size}, {where}: {problem}. The rest of the shard "
+            "is skipped. An interrupted download or copy is the usual cause, so fetch or write the shard "
+            "again."
         )
 
 
@@ -284,7 +302,9 @@ def _group_by_key(members) -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]
         yield key, group
 
 
-def _make_sample(shard: Path, key: str, members: list[tuple[str, str, bytes]], seen: set[str]) -> WebDatasetSample:
+def _make_sample(
+    shard: Path, key: str, members: list[tuple[str, str, bytes]], seen: set[str]
+) -> WebDatasetSample:
     names = ", ".join(name for name, _, _ in members)
     if key in seen:
         raise _SampleError(
@@ -314,7 +334,12 @@ def _missing_member_reason(members: list[tuple[str, str, bytes]], n_images: int,
     names = ", ".join(name for name, _, _ in members)
     if n_images > 1:
         return f"the sample has {n_images} images ({names}). Keep one image per key."
-    missing = "no caption" if n_images else ("no image" if has_caption else "neither an image nor a caption")
+    if n_images:
+        missing = "no caption"
+    elif has_caption:
+        missing = "no image"
+    else:
+        missing = "neither an image nor a caption"
     image_extensions = ", ".join("." + extension for extension in IMAGE_EXTENSIONS)
     reason = (
         f"the sample has {missing} (members: {names}). A sample needs one .{CAPTION_EXTENSION} caption "
@@ -332,7 +357,8 @@ def _decode_caption(data: bytes) -> str:
     try:
         caption = data.decode("utf-8").strip()
     except UnicodeDecodeError as error:
-        raise _SampleError(f"the caption is not valid UTF-8 ({error}). Re-encode the .txt member as UTF-8.") from None
+        reason = f"the caption is not valid UTF-8 ({error}). Re-encode the .txt member as UTF-8."
+        raise _SampleError(reason) from None
     if not caption:
         raise _SampleError("the caption is empty. Write the caption, or remove the sample.")
     return caption
@@ -347,11 +373,15 @@ def _url_from_metadata(data: bytes) -> str | None:
     return url if isinstance(url, str) else None
 
 
-def _skip(skipped: list[SkippedItem], shard: Path, key: str, reason: str, damage: str | None) -> None:
-    if damage is not None and key:
-        reason += " The shard is damaged right after this sample, so the sample may be cut short."
+def _skip(skipped: list[SkippedItem], shard: Path, key: str, reason: str, n_earlier: int) -> None:
+    """Append one SkippedItem, and log it unless ``n_earlier`` skips of this shard were logged already."""
     skipped.append(SkippedItem(source=str(shard), item_id=key, reason=reason))
-    logger.warning("Skipped %s in shard %s: %s", f"sample {key}" if key else "the rest", shard, reason)
+    if n_earlier >= MAX_LOGGED_SKIPS_PER_SHARD:
+        return
+    if key:
+        logger.warning("Skipped sample %s of shard %s: %s", key, shard, reason)
+    else:
+        logger.warning("Skipped the rest of shard %s: %s", shard, reason)
 
 
 def decode_image_bytes(
@@ -380,9 +410,19 @@ def decode_image_bytes(
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageLoadError(source, f"PIL rejected the image as a possible decompression bomb ({error}).") from error
+        reason = f"PIL rejected the image as a possible decompression bomb ({error})."
+        raise ImageLoadError(source, reason) from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(source, _decode_failure_reason(error)) from error
+        raise ImageLoadError(source, _bytes_failure_reason(error)) from error
+
+
+def _bytes_failure_reason(error: Exception) -> str:
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "the bytes are not an image that PIL can read. Check the member, or remove the sample."
+    return (
+        f"the image is corrupt or truncated ({type(error).__name__}: {error}). Download the image again, "
+        "or remove the sample."
+    )
 
 
 def read_webdataset_index(
@@ -410,10 +450,14 @@ def read_webdataset_index(
     rows, shard_of_key = [], {}
     for shard in shards:
         relative = shard.resolve().relative_to(root).as_posix()
-        for sample in iter_shard(shard, skipped, decode_images=check_images, max_pixels=max_pixels, max_bytes=max_bytes):
+        samples = iter_shard(shard, skipped, decode_images=check_images, max_pixels=max_pixels, max_bytes=max_bytes)
+        for sample in samples:
             if sample.key in shard_of_key:
-                reason = f"the key is already used by shard {shard_of_key[sample.key]}. Keys must be unique across shards."
-                _skip(skipped, shard, sample.key, reason, None)
+                reason = (
+                    f"the key is already used by shard {shard_of_key[sample.key]}. Keys must be unique "
+                    "across shards."
+                )
+                _skip(skipped, shard, sample.key, reason, 0)
                 continue
             shard_of_key[sample.key] = relative
             rows.append(_index_row(sample, relative))
@@ -461,11 +505,15 @@ def read_member_bytes(reference: str | os.PathLike) -> bytes:
         raise ValueError(f"{reference} is not a shard reference of the form <shard>.tar#<member>.")
     shard, member = parts
     if not shard.is_file():
-        raise FileNotFoundError(f"Shard {shard} of reference {reference} not found. Check the dataset folder.")
+        raise FileNotFoundError(
+            f"Shard {shard} of reference {reference} not found. Check the dataset folder."
+        )
     status = shard.stat()
     offsets = _member_offsets(str(shard.resolve()), status.st_size, status.st_mtime_ns)
     if member not in offsets:
-        raise FileNotFoundError(f"Shard {shard} has no member {member!r}. Rebuild the index of the shards.")
+        raise FileNotFoundError(
+            f"Shard {shard} has no member {member!r}. Read the shards again to rebuild the references."
+        )
     offset, size = offsets[member]
     with open(shard, "rb") as handle:
         handle.seek(offset)
@@ -483,7 +531,7 @@ def load_member_image(
     try:
         data = read_member_bytes(reference)
     except (OSError, ValueError) as error:
-        raise ImageLoadError(reference, f"{error}") from error
+        raise ImageLoadError(reference, str(error)) from error
     return decode_image_bytes(data, str(reference), max_pixels, max_bytes)
 
 

@@ -211,10 +211,21 @@ def _hash_image_files(dataset: PairDataset) -> tuple[dict[int, str], dict[int, t
             failures[index] = ("", NO_IMAGE_PATH_REASON)
             continue
         try:
-            keys[index] = file_sha256(path)
+            keys[index] = _content_sha256(path)
         except OSError:
             failures[index] = (str(path), _load_failure_reason(path))
     return keys, failures
+
+
+def _content_sha256(path: Path) -> str:
+    """SHA-256 of an image file, or of the tar member that a ``<shard>.tar#<member>`` path names."""
+    from srem_core.data import webdataset
+
+    if webdataset.split_reference(path) is None:
+        return file_sha256(path)
+    import hashlib
+
+    return hashlib.sha256(webdataset.read_member_bytes(path)).hexdigest()
 
 
 def _encode_image_files(encoder, dataset, indices, batch_size, num_workers, progress, failures):

@@ -247,6 +247,32 @@ def test_page_decisions_change_flagged_set(app_on, writable_run):
     assert not page_ids & set(flagged_table(app)["pair_id"])
 
 
+def test_decision_save_failure_message(app_on, writable_run, monkeypatch):
+    from srem_core.runs import Run
+
+    def refuse(self, decisions):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Run, "save_decisions", refuse)
+    app = app_on(writable_run, FLAGGED)
+    app.button(key="confirm_one").click().run()
+    assert not app.exception
+    assert "Could not save the decision" in app.error[0].value
+    assert "writable" in app.error[0].value
+    assert not (writable_run / "decisions.json").exists()
+
+
+def test_export_to_unwritable_folder_message(app_on, writable_run, tmp_path):
+    pytest.importorskip("srem_core.export")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    app = app_on(writable_run, FLAGGED)
+    app.text_input(key="export_folder").input(str(blocker / "exports"))
+    app.button(key="export_write").click().run()
+    assert not app.exception
+    assert "Could not write" in app.error[0].value
+
+
 def test_repair_suggestions_shown(app_on, synthetic_run):
     app = app_on(synthetic_run, FLAGGED)
     suggestions = table_with(app, "similarity", "caption", "pair id")
