@@ -61,6 +61,20 @@ def epoch_table(metrics: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("epoch").reset_index(drop=True)
 
 
+RETRIEVAL_LABELS = {
+    **{f"i2t_r{k}": f"image→text R@{k}" for k in (1, 5, 10)},
+    **{f"t2i_r{k}": f"text→image R@{k}" for k in (1, 5, 10)},
+    "rsum": "rSum",
+}
+"""Display names of the retrieval metrics of the final record, in display order."""
+
+
+def retrieval_metrics(final: dict | None) -> list[tuple[str, float]]:
+    """Return (label, value) for each retrieval metric the final record has, in ``RETRIEVAL_LABELS`` order."""
+    final = final or {}
+    return [(label, float(final[key])) for key, label in RETRIEVAL_LABELS.items() if final.get(key) is not None]
+
+
 def noise_threshold(meta: dict, metrics: list[dict]) -> float:
     """Return the ``clean_prob`` threshold the run flagged with.
 
@@ -197,7 +211,7 @@ def effective_flags(scores: pd.DataFrame, decisions: dict[str, str]) -> np.ndarr
 
 @dataclasses.dataclass(frozen=True)
 class PairFilter:
-    """Which pairs the flagged-pairs table lists, and in what order."""
+    """Row set and sort order of the flagged-pairs table."""
 
     show: str = "flagged"
     """A key of ``SHOW_CHOICES``."""
@@ -277,8 +291,8 @@ def flag_reason(
 ) -> str:
     """Explain in a few words why a pair is (or is not) flagged.
 
-    ``percentiles`` is the pair's row of ``noisiness_percentiles``; a score is named as "top X%" when
-    the pair is among the X% noisiest pairs by that score (X at most ``100 - NOTABLE_PERCENTILE``).
+    ``percentiles`` is the pair's row of ``noisiness_percentiles``. A score is named as "top X%" when
+    the pair is among the X% noisiest pairs by that score, with X at most ``100 - NOTABLE_PERCENTILE``.
     ``own_similarity`` and ``best_similarity`` are the cosine similarities of the pair's image with its
     own caption and with the best-matching caption of the whole run.
     """

@@ -2,7 +2,7 @@
 
 Builders never read files or session state, so the same input always gives the same figure and the
 pages can cache figures with ``st.cache_data``. Large scatters use WebGL (``go.Scattergl``) and are
-drawn from a seeded random sample above ``MAX_SCATTER_POINTS``; the figure title says so.
+drawn from a seeded random sample above ``MAX_SCATTER_POINTS``, which the figure title then states.
 """
 
 from __future__ import annotations

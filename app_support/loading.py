@@ -12,6 +12,7 @@ import base64
 import io
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -53,16 +54,28 @@ def cli_run_path(argv: Sequence[str]) -> str | None:
 
 
 def discover_runs(folders: Sequence[Path]) -> list[Path]:
-    """Return the run directories (folders with a config.json) in and below ``folders``, sorted."""
+    """Return the run directories (folders with a config.json) in and below ``folders``, sorted.
+
+    A run directory's own subfolders are not searched, so image folders inside runs are never listed.
+    """
     found = set()
     for folder in folders:
-        if not folder.is_dir():
-            continue
-        level = [folder]
-        for _ in range(RUN_SEARCH_DEPTH + 1):
-            found.update(candidate.resolve() for candidate in level if (candidate / "config.json").is_file())
-            level = [child for parent in level for child in parent.iterdir() if child.is_dir()]
+        level = [folder] if folder.is_dir() else []
+        for depth in range(RUN_SEARCH_DEPTH + 1):
+            runs = [candidate for candidate in level if (candidate / "config.json").is_file()]
+            found.update(candidate.resolve() for candidate in runs)
+            if depth == RUN_SEARCH_DEPTH:
+                break
+            level = [child for parent in level if parent not in runs for child in _subfolders(parent)]
     return sorted(found)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return [Path(entry.path) for entry in entries if entry.is_dir() and not entry.name.startswith(".")]
+    except OSError:
+        return []
 
 
 def default_run_folders() -> list[Path]:
@@ -136,15 +149,21 @@ def decisions(run: Run) -> dict[str, str]:
     return _cached_decisions(run, decisions_stamp(run))
 
 
+_DECISIONS_LOCK = threading.Lock()
+"""Serialises the read-modify-write of decisions.json between the sessions of one server."""
+
+
 def save_decision(run: Run, pair_ids: Sequence[str], decision: str | None) -> None:
     """Set (or with None, remove) the decision of ``pair_ids`` and save all decisions atomically."""
-    updated = dict(run.decisions())
-    for pair_id in pair_ids:
-        if decision is None:
-            updated.pop(pair_id, None)
-        else:
-            updated[pair_id] = decision
-    run.save_decisions(updated)
+    # NOTE: two server processes on the same run can still overwrite each other's latest decision.
+    with _DECISIONS_LOCK:
+        updated = dict(run.decisions())
+        for pair_id in pair_ids:
+            if decision is None:
+                updated.pop(pair_id, None)
+            else:
+                updated[pair_id] = decision
+        run.save_decisions(updated)
 
 
 # -- derived tables -----------------------------------------------------------------------------
@@ -227,7 +246,7 @@ def search_index(run: Run, modality: str):
     """Return a fitted ``SearchIndex`` over the run's image or caption embeddings.
 
     A FAISS index saved in the run's ``index/<modality>`` folder is reused when it is newer than the
-    embeddings; a newly built FAISS index is saved there when the folder is writable. Exact indexes
+    embeddings. A newly built FAISS index is saved there when the folder is writable. Exact indexes
     (up to 200,000 vectors by default) are rebuilt in memory, which takes no longer than reading them.
     """
     from srem_core.search_index import SearchIndex

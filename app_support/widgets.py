@@ -65,7 +65,7 @@ def image_grid(items: Iterable[dict], columns: int = GRID_COLUMNS) -> None:
 
 def image_noise_line(noise_row) -> str:
     """Describe the flags of one image's captions, from a row of ``analysis.image_noise_table``."""
-    return f"{int(noise_row['n_flagged'])}/{int(noise_row['n_captions'])} captions flagged · min clean prob {noise_row['min_clean_prob']:.2f}"
+    return f"{int(noise_row['n_flagged'])}/{int(noise_row['n_captions'])} flagged · min clean prob {noise_row['min_clean_prob']:.2f}"
 
 
 def pair_line(row) -> str:

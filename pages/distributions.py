@@ -36,7 +36,7 @@ def scatter_figure(run: Run, flags_key: tuple, by: str):
 
 
 def threshold_slider(label: str, values: np.ndarray, key: str, help_text: str) -> float | None:
-    """A slider over a score's range; its maximum (the default) means "no threshold"."""
+    """Show a slider over a score's range and return its value, or None at its maximum (the default)."""
     low, high = float(np.nanmin(values)), float(np.nanmax(values))
     if high <= low:
         return None

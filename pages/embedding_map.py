@@ -18,7 +18,7 @@ SELECTION_SHOWN = 30
 
 @st.cache_data(hash_funcs=loading.HASH_FUNCS, show_spinner=False, max_entries=8)
 def map_points(run: Run, colour_by: str, show: str) -> pd.DataFrame:
-    """One row per drawn point: coordinates, kind, row, colour value and hover text."""
+    """Build the table of map points: coordinates, kind, row, colour value and hover text per point."""
     coordinates = loading.map_coordinates(run)
     scores, n_images = run.scores, len(run.image_embeddings)
     noise = loading.image_noise(run).reindex(range(n_images))

@@ -117,16 +117,20 @@ def inspect(run: Run, position: int, threshold: float) -> None:
     """Show one pair in full, with decision buttons and re-pair suggestions."""
     row = run.scores.iloc[position]
     pair_id = row["pair_id"]
+    image_index = int(row["image_index"])
+    caption_similarity, caption_rows = loading.search_index(run, "caption").search(run.image_embeddings[image_index], SUGGESTIONS)
+    own_similarity = float(run.text_embeddings[position] @ run.image_embeddings[image_index])
     image_columns = st.columns([1, 2])
     with image_columns[0]:
-        path = loading.image_path(run, row["image_index"])
+        path = loading.image_path(run, image_index)
         if path:
             st.image(path, width="stretch")
     with image_columns[1]:
         st.markdown(f"**{row['caption']}**")
         st.caption(f"pair `{pair_id}` · image `{row['image_id']}` · split {row['split']}")
         rank = loading.percentiles(run).iloc[position]
-        st.write(analysis.flag_reason(row, rank, threshold))
+        best_is_own = int(caption_rows[0, 0]) == position
+        st.write(analysis.flag_reason(row, rank, threshold, own_similarity, float(caption_similarity[0, 0]), best_is_own))
         saved = loading.decisions(run).get(pair_id, "")
         st.caption(f"Your decision: {analysis.DECISION_LABELS[saved] or 'none yet'}")
         buttons = st.columns(3)
@@ -141,10 +145,9 @@ def inspect(run: Run, position: int, threshold: float) -> None:
     columns = st.columns(2)
     with columns[0]:
         st.caption(f"Top {SUGGESTIONS} captions for this image")
-        similarity, rows = loading.search_index(run, "caption").search(run.image_embeddings[row["image_index"]], SUGGESTIONS)
-        found = run.scores.iloc[rows[0]]
+        found = run.scores.iloc[caption_rows[0]]
         st.dataframe(
-            pd.DataFrame({"caption": found["caption"].to_numpy(), "similarity": similarity[0],
+            pd.DataFrame({"caption": found["caption"].to_numpy(), "similarity": caption_similarity[0],
                           "pair id": found["pair_id"].to_numpy(), "clean prob": found["clean_prob"].to_numpy()}),
             hide_index=True, key="suggested_captions",
             column_config={"similarity": st.column_config.NumberColumn(format="%.3f"),
@@ -177,6 +180,8 @@ def export_section(run: Run) -> None:
     st.caption("Your decisions are applied: confirmed pairs count as flagged, cleared pairs as kept.")
 
     def export_bytes() -> bytes:
+        # NOTE: image paths in the download are relative to a temporary folder, so they do not resolve
+        # where the file is saved. export_pairs has no option for absolute paths yet.
         with tempfile.TemporaryDirectory() as scratch:
             return Path(export_pairs(run, keep=keep, fmt=fmt, out=Path(scratch) / name)).read_bytes()
 

@@ -60,12 +60,11 @@ else:
         "Review them on the Flagged pairs page."
     )
 
-retrieval = {key: value for key, value in final.items() if key == "rsum" or key[:4] in ("i2t_", "t2i_")}
+retrieval = analysis.retrieval_metrics(final)
 if retrieval:
     st.subheader(f"Retrieval on the {final.get('split', 'test')} split")
-    columns = st.columns(len(retrieval))
-    for column, name in zip(columns, sorted(retrieval, key=lambda key: (key == "rsum", key))):
-        column.metric(name, f"{retrieval[name]:.1f}")
+    for column, (label, value) in zip(st.columns(len(retrieval)), retrieval):
+        column.metric(label, f"{value:.1f}")
 
 st.subheader("Configuration")
 with st.expander("Training config, data and encoder (config.json)"):

@@ -87,6 +87,7 @@ def text_to_image(run: Run) -> None:
     query = st.text_input("Describe the image you are looking for", key="text_query", placeholder="a red car")
     k = st.slider("Results", 1, min(50, len(run.image_embeddings)), min(DEFAULT_RESULTS, len(run.image_embeddings)), key="text_k")
     if not query.strip():
+        st.caption("Type a description and press Enter. Captions of the run make good test queries.")
         return
     model = load_model(run)
     if model is None:

@@ -68,6 +68,9 @@ COLOURS = {
     "purple": (148, 103, 189),
     "grey": (127, 127, 127),
 }
+SPLIT_BY_LAST_DIGIT = ("train",) * 8 + ("val", "test")
+"""Split of a drawn image by the last digit of its number: 80% train, 10% val, 10% test."""
+
 SHAPE_IMAGE_SIZE = 128
 CAPTIONS_PER_SHAPE_IMAGE = 2
 
@@ -133,7 +136,7 @@ def draw_shapes(folder: Path, n_images: int, rng: np.random.Generator) -> Source
         image.save(folder / relative, "WEBP", quality=80)
         image_rows.append({"image_id": image_id, "image_path": relative})
         size = "large" if scale > 0.7 else "small"
-        split = "train" if index % 10 < 8 else ("val" if index % 10 == 8 else "test")
+        split = SPLIT_BY_LAST_DIGIT[index % 10]
         captions = [f"a {colour} {shape}", f"a {size} {colour} {shape} on a white background"]
         for k, caption in enumerate(captions[:CAPTIONS_PER_SHAPE_IMAGE]):
             pair_rows.append(
@@ -342,8 +345,8 @@ def encoder_identity() -> str:
 
         return create_encoder("offline").identity
     except (ImportError, OSError, RuntimeError) as error:
-        # NOTE: a run with the placeholder identity cannot load its model, so the app's search page
-        # reports an encoder mismatch for it; every other page works.
+        # NOTE: a run with the placeholder identity cannot load its model. The app's search page then
+        # reports an encoder mismatch for text and upload queries, and every other page works.
         logger.warning("offline encoder unavailable (%s); writing a placeholder identity", error)
         return "offline-unavailable"
 

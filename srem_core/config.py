@@ -40,21 +40,21 @@ class ObjectiveConfig:
 
     tau: float = 0.05
     """Temperature of the in-batch classification logits ``S / tau``."""
-    lambda_cmbcl: float = 1.0
-    """Weight of the cross-modal biased complementary loss."""
-    bias: str = "dissimilar"
+    lambda_cmbcl: float = 0.0
+    """Weight of the cross-modal biased complementary loss (0 by default: it cost detection on the demo)."""
+    bias: str = "uniform"
     """Transition matrix of the complementary loss: uniform, dissimilar or similar."""
     tau_q: float = 0.2
     """Temperature of the biased transition matrix."""
     cmbcl_form: str = "expected"
     """sum: every candidate is an observed complementary label; expected: labels weighted by Q."""
-    energy_rule: str = "mean"
+    energy_rule: str = "quantile"
     """Energy filter on the small-loss pairs: mean, gmm, quantile or off."""
-    energy_quantile: float = 0.5
+    energy_quantile: float = 0.7
     """Quantile of the small-loss pairs' energies used by ``energy_rule="quantile"``."""
     selection: str = "per_epoch"
     """When the clean set is chosen: per_epoch (a scoring pass before each epoch) or per_batch."""
-    weighting: str = "confidence"
+    weighting: str = "off"
     """Per-pair weight from the swapped entropy: confidence, inverse or off."""
     weight_floor: float = 0.0
     """Lowest weight a selected clean pair can get."""
@@ -62,9 +62,9 @@ class ObjectiveConfig:
     """hard: cross-entropy on the selected clean set only; soft: every pair weighted by clean_prob."""
     gmm_threshold: float = 0.5
     """Posterior of the low-loss mixture component above which a pair counts as clean."""
-    warmup_epochs: int = 5
-    """Epochs of the complementary loss alone (uniform Q, all pairs) before filtration starts."""
-    warmup_clean_weight: float = 0.0
+    warmup_epochs: int = 1
+    """Epochs on all pairs before filtration starts (memorisation of noisy pairs sets in after about two)."""
+    warmup_clean_weight: float = 1.0
     """Weight of plain cross-entropy on all pairs during warm-up (0 = complementary loss only)."""
 
     def __post_init__(self) -> None:

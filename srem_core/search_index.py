@@ -27,13 +27,15 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("auto", "exact", "ivf", "hnsw")
 
-EXACT_MAX_VECTORS = 200_000
-"""Largest collection that ``kind="auto"`` searches exactly. A single exact query over 200,000
-vectors of dimension 256 reads 200 MB and took about 20 ms on a 2-core AMD EPYC (bench/README.md)."""
+EXACT_MAX_VECTORS = 100_000
+"""Largest collection that ``kind="auto"`` searches exactly. One exact query over 100,000 vectors of
+dimension 256 took 16 ms (median) and one over 200,000 took 85 ms on a busy 2-core AMD EPYC
+(bench/bench_search.py, bench/README.md), and 20 ms is the latency budget of one interactive query."""
 
 AUTO_FAISS_KIND = "ivf"
-"""FAISS index that ``kind="auto"`` builds above ``EXACT_MAX_VECTORS``. IVF-flat reached recall@10
-0.95 with the shorter build at 1M vectors in bench/bench_search.py."""
+"""FAISS index that ``kind="auto"`` builds above ``EXACT_MAX_VECTORS``. At 1M vectors of dimension 256,
+IVF-flat built in 289 s and reached recall@10 0.98 at 0.2 ms per query. HNSW built in 1028 s and
+reached only 0.93 at efSearch 2048 (bench/README.md)."""
 
 NORM_TOLERANCE = 1e-2
 """Largest accepted ``|norm - 1|`` when ``normalize=False``. Embeddings stored as float16 come back
@@ -115,6 +117,9 @@ class SearchIndex:
         OpenMP threads for FAISS during ``fit`` and ``search``. The previous FAISS setting is
         restored afterwards. None keeps FAISS's current setting. Exact search uses numpy's BLAS
         threads, which this parameter does not change.
+
+        NOTE: on a machine busier than its core count, threaded BLAS made single exact queries over
+        10,000 vectors take 0.1 ms or 16 ms at random. ``OPENBLAS_NUM_THREADS=1`` kept them at 0.2 ms.
     random_state : int
         Seed for the IVF training sample, k-means and the tuning queries.
 
@@ -127,7 +132,8 @@ class SearchIndex:
     n_features_in_ : int
         Vector dimension.
     vectors_ : ndarray of shape (n_vectors_, n_features_in_) or None
-        The indexed vectors for exact search; None for FAISS kinds.
+        The indexed vectors for exact search; None for FAISS kinds. It is the input array itself
+        when that was already C-contiguous float32 with unit rows and ``normalize=False``.
     index_ : faiss.Index or None
         The FAISS index; None for exact search.
     search_param_ : int or None
@@ -158,9 +164,9 @@ class SearchIndex:
         """Build the index over ``vectors`` (n, D) and return self.
 
         FAISS kinds tune nprobe or efSearch on ``tuning_queries`` (m, D), which should look like the
-        real queries: for example text embeddings when captions search images. By default ``fit`` holds out
-        a random tenth of the vectors (at most ``TUNING_QUERIES``), adds the rest, tunes with the
-        held-out vectors as queries and then adds them too.
+        real queries, for example text embeddings when captions search images. By default ``fit``
+        holds out a random tenth of the vectors (at most ``TUNING_QUERIES``), adds the rest, tunes
+        with the held-out vectors as queries and then adds them too.
         """
         self._check_params()
         vectors = _as_unit_matrix(vectors, "vectors", None, self.normalize)

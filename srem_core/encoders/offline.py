@@ -201,6 +201,10 @@ def _load_efficientnet(weights_path: Path) -> torch.nn.Module:
 def _load_minilm(model_dir: Path):
     """Load all-MiniLM-L6-v2 from the packaged folder. ``local_files_only`` forbids any download."""
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    # The weight-loading progress bar of transformers would interleave with srem's own progress output.
+    transformers_logging.disable_progress_bar()
 
     model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     logger.info("Loaded %s from %s", TEXT_MODEL_NAME, model_dir)

@@ -36,6 +36,13 @@ def test_noise_threshold_prefers_final_record():
     assert analysis.noise_threshold({}, []) == analysis.DEFAULT_NOISE_THRESHOLD
 
 
+def test_retrieval_metrics_order():
+    final = {"kind": "final", "rsum": 300.0, "i2t_r10": 80.0, "i2t_r1": 40.0, "t2i_r5": 60.0, "auroc": 0.9}
+    assert analysis.retrieval_metrics(final) == [
+        ("image→text R@1", 40.0), ("image→text R@10", 80.0), ("text→image R@5", 60.0), ("rSum", 300.0)]
+    assert analysis.retrieval_metrics(None) == []
+
+
 def test_epoch_table_sorted_and_empty():
     metrics = [{"kind": "epoch", "epoch": 2, "loss": 1.0}, {"kind": "final"}, {"kind": "epoch", "epoch": 1, "loss": 2.0}]
     assert analysis.epoch_table(metrics)["epoch"].tolist() == [1, 2]
@@ -93,7 +100,9 @@ def test_detection_counts_without_flags_or_truth():
     assert counts.precision is None
     assert counts.recall == 0.0
     no_truth = analysis.detection_counts(np.ones(6, dtype=bool), table.drop(columns="is_injected_noise"))
-    assert no_truth.precision is None and no_truth.recall is None and no_truth.f1 is None
+    assert no_truth.precision is None
+    assert no_truth.recall is None
+    assert no_truth.f1 is None
 
 
 def test_effective_flags_apply_decisions():

@@ -106,14 +106,15 @@ def map_points(n_images: int = 4, n_captions: int = 6, colour=None) -> pd.DataFr
 def test_embedding_map_continuous_customdata_and_link():
     figure = figures.embedding_map(map_points(), "continuous", links=[(0.0, 0.0, 5.0, 5.0)])
     images, captions, link = figure.data
-    assert images.name == "images" and captions.name == "captions"
+    assert images.name == "images"
+    assert captions.name == "captions"
     assert images.marker.symbol == "square"
     assert [list(item) for item in captions.customdata[:2]] == [["caption", 0], ["caption", 1]]
     assert list(link.x) == [0.0, 5.0]
     assert captions.marker.showscale and not images.marker.showscale
 
 
-def test_embedding_map_categories_share_colours_and_merge_small_ones():
+def test_embedding_map_category_colours():
     labels = [f"c{i}" for i in range(figures.MAX_MAP_CATEGORIES + 3)]
     colour = (labels * 3)[: 4 + len(labels) * 2]
     points = map_points(4, len(colour) - 4, colour=np.array(colour, dtype=object))

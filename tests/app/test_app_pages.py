@@ -64,6 +64,7 @@ def test_overview_shows_headline_numbers(app_on, synthetic_run):
     assert metric_value(app, "Flag threshold") == "0.50"
     assert metric_value(app, "Estimated noise rate").endswith("%")
     assert metric_value(app, "Precision") != "–"
+    assert float(metric_value(app, "rSum")) > 0
     assert app.get("plotly_chart"), "training curves are missing"
     assert app.json, "the run's config is missing"
 
@@ -404,5 +405,10 @@ def test_discover_runs_finds_nested(tmp_path, synthetic_run):
     (tmp_path / "group" / "one" / "config.json").write_text(json.dumps({}))
     (tmp_path / "two").mkdir()
     (tmp_path / "two" / "config.json").write_text(json.dumps({}))
+    (tmp_path / "two" / "index").mkdir()
+    (tmp_path / "two" / "index" / "config.json").write_text(json.dumps({}))
     (tmp_path / "empty").mkdir()
-    assert discover_runs([tmp_path]) == sorted([(tmp_path / "group" / "one").resolve(), (tmp_path / "two").resolve()])
+    (tmp_path / "a" / "b" / "too-deep").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "too-deep" / "config.json").write_text(json.dumps({}))
+    found = discover_runs([tmp_path, tmp_path / "missing"])
+    assert found == sorted([(tmp_path / "group" / "one").resolve(), (tmp_path / "two").resolve()])

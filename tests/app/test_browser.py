@@ -32,8 +32,8 @@ full-page screenshot shows only the viewport."""
 
 SERVER_START_SECONDS = 120
 PAGE_SECONDS = 300
-"""Longest wait for one page to finish running. The first map page fits UMAP and compiles its numba
-code, and the first search loads the encoder; both take about a minute on a loaded 2-core machine."""
+"""Maximum wait for one page to finish running. The first map page fits UMAP and compiles its numba
+code, and the first search loads the encoder. Each took up to a minute on a loaded 2-core machine."""
 
 pytestmark = [
     pytest.mark.slow,
