@@ -44,6 +44,9 @@ CATEGORY_COLOURS = (
 MAX_MAP_CATEGORIES = len(CATEGORY_COLOURS)
 """Largest number of categories coloured separately on the map; smaller ones are merged as "other"."""
 
+MAP_KIND_CODES = {"image": 0, "caption": 1}
+"""Integer code of a map point's kind in its ``customdata``; numbers travel as compact binary arrays."""
+
 CLEAN_PROB_COLOURSCALE = "RdYlBu"
 """Red for low ``clean_prob`` (likely mismatched), blue for high."""
 
@@ -198,8 +201,8 @@ def embedding_map(
 
     ``points`` has columns ``x``, ``y``, ``kind`` ("image" or "caption"), ``row`` (row of
     images.parquet or scores.parquet), ``colour`` (a float in [0, 1] when ``colour_mode`` is
-    "continuous", else a label) and ``hover``. Every marker carries ``customdata = [kind, row]`` so
-    that a selection can be mapped back to pairs. ``links`` are segments (x0, y0, x1, y1) drawn
+    "continuous", else a label) and ``hover``. Every marker carries ``customdata = [kind code, row]``
+    (codes in ``MAP_KIND_CODES``) so that a selection can be mapped back to pairs. ``links`` are segments (x0, y0, x1, y1) drawn
     between a pair's image and caption.
     """
     if colour_mode not in ("continuous", "categorical"):
@@ -231,7 +234,7 @@ def embedding_map(
                 go.Scattergl(
                     x=subset["x"], y=subset["y"], mode="markers", name=name,
                     marker=dict(size=5 if kind == "caption" else 7, symbol=symbols[kind], opacity=0.7, **marker),
-                    customdata=np.column_stack([subset["kind"].to_numpy(), subset["row"].to_numpy()]),
+                    customdata=np.column_stack([np.full(len(subset), MAP_KIND_CODES[kind]), subset["row"].to_numpy()]).astype(np.int32),
                     text=subset["hover"], hovertemplate="%{text}<extra></extra>",
                 )
             )

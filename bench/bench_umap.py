@@ -3,12 +3,12 @@
 Points are the same synthetic 256-dim mixture as in bench_search.py. Each size runs in its own
 subprocess so that ``ru_maxrss`` is its own peak. The fit sample is capped at ``max_fit_points``, so
 time beyond the cap grows with the number of transformed points. The largest size runs only when a
-linear extrapolation from the two sizes below it stays under ``--max-minutes``; otherwise the
-extrapolation is recorded and labelled as an estimate. Results go into the "umap" section of the
-JSON file that bench_search.py also writes.
+straight-line extrapolation from the two sizes below it stays under ``--max-minutes``. Otherwise
+the script records that extrapolation, labelled as an estimate. Results go into the "umap" section
+of the JSON file that bench_search.py also writes.
 
     python bench/bench_umap.py            # 100k and 300k, then 1M or an estimate for it
-    python bench/bench_umap.py --quick    # smoke run on 3,000 and 6,000 points
+    python bench/bench_umap.py --quick    # smoke run on 3,000 and 6,000 points, then 12,000
 """
 
 from __future__ import annotations

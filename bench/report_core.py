@@ -75,7 +75,11 @@ def ablation_table(results: dict) -> list[str]:
     for key, metrics in results.get("ablation", {}).items():
         grouped[key.rsplit("|", 1)[0]].append(metrics)
     lines = ["| variant (40% noise) | detection AUROC | test rSum | validation rSum |", "|---|---|---|---|"]
-    for name, runs in grouped.items():
+    from bench_core import ablations
+
+    order = [name for name in ablations() if name in grouped] + [name for name in grouped if name not in ablations()]
+    for name in order:
+        runs = grouped[name]
         lines.append(
             f"| {name} | {mean_std([r.get('detection_auroc') for r in runs])} | {mean_std([r.get('test_rsum') for r in runs])} "
             f"| {mean_std([r.get('val_rsum') for r in runs])} |"
@@ -88,7 +92,7 @@ def main() -> None:
     results = json.loads(path.read_text())
     machine = results.get("machine", {})
     out = [
-        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} torch threads, Python {machine.get('python', '?')}, "
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('torch_threads', '?')} torch thread(s), Python {machine.get('python', '?')}, "
         f"torch {machine.get('torch', '?')}. Date: {results.get('date', '?')}. Command: `{results.get('command', '?')}`.",
         "",
         "### Detection AUROC (training split, injected noise) and test rSum, mean ± std over seeds",

@@ -12,6 +12,9 @@ from srem_core.runs import Run
 
 COLOUR_CHOICES = {"clean_prob": "clean probability", "flag": "flag", "category": "category"}
 SHOW_CHOICES = {"both": "images and captions", "image": "images only", "caption": "captions only"}
+MAP_KINDS = {code: kind for kind, code in figures.MAP_KIND_CODES.items()}
+# Caption characters in a point's hover text. The hover text is most of the figure's size.
+HOVER_CHARACTERS = 60
 # Most selected points whose images and captions are listed below the map.
 SELECTION_SHOWN = 30
 
@@ -34,12 +37,12 @@ def map_points(run: Run, colour_by: str, show: str) -> pd.DataFrame:
     images = pd.DataFrame({
         "x": coordinates[:n_images, 0], "y": coordinates[:n_images, 1], "kind": "image", "row": np.arange(n_images),
         "colour": image_colour,
-        "hover": "image " + run.images["image_id"].astype(str) + "<br>" + first_caption["caption"].fillna("").str[:80],
+        "hover": "image " + run.images["image_id"].astype(str) + "<br>" + first_caption["caption"].fillna("").str[:HOVER_CHARACTERS],
     })
     captions = pd.DataFrame({
         "x": coordinates[n_images:, 0], "y": coordinates[n_images:, 1], "kind": "caption", "row": np.arange(len(scores)),
         "colour": caption_colour,
-        "hover": scores["caption"].str[:80] + "<br>clean prob " + scores["clean_prob"].round(2).astype(str),
+        "hover": scores["caption"].str[:HOVER_CHARACTERS] + "<br>clean prob " + scores["clean_prob"].round(2).astype(str),
     })
     parts = {"both": [images, captions], "image": [images], "caption": [captions]}[show]
     return pd.concat(parts, ignore_index=True)
@@ -73,7 +76,7 @@ def show_selection(run: Run, selected: list[dict]) -> None:
     clean_prob = run.scores["clean_prob"].to_numpy()
 
     def noisiness(point: dict) -> float:
-        kind, row = point["customdata"][0], int(point["customdata"][1])
+        kind, row = MAP_KINDS[int(point["customdata"][0])], int(point["customdata"][1])
         if kind == "caption":
             return float(clean_prob[row])
         return float(noise["min_clean_prob"].get(row, 1.0))
@@ -82,7 +85,7 @@ def show_selection(run: Run, selected: list[dict]) -> None:
     listed = f"; the {SELECTION_SHOWN} with the lowest clean probability are listed." if len(selected) > SELECTION_SHOWN else "."
     st.markdown(f"**{len(selected):,} points selected**{listed}")
     for number, point in enumerate(selected[:SELECTION_SHOWN]):
-        kind, row = point["customdata"][0], int(point["customdata"][1])
+        kind, row = MAP_KINDS[int(point["customdata"][0])], int(point["customdata"][1])
         columns = st.columns([1, 5, 1])
         if kind == "image":
             captions = run.scores[run.scores["image_index"] == row]
@@ -129,7 +132,7 @@ with st.spinner("Computing the UMAP map (only once per run; it is saved in the r
     figure = map_figure(run, colour_by, show, link_pair)
 
 event = st.plotly_chart(figure, key="embedding_map", on_select="rerun", selection_mode=("points", "box", "lasso"))
-selected = [point for point in event.selection.points if point.get("customdata")]
+selected = [point for point in event.selection.points if point.get("customdata") is not None]
 if not selected and st.session_state.pop("keep_selection", False):
     selected = st.session_state.get("map_selection", [])
 st.session_state["map_selection"] = selected

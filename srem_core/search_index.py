@@ -119,7 +119,8 @@ class SearchIndex:
         threads, which this parameter does not change.
 
         NOTE: on a machine busier than its core count, threaded BLAS made single exact queries over
-        10,000 vectors take 0.1 ms or 16 ms at random. ``OPENBLAS_NUM_THREADS=1`` kept them at 0.2 ms.
+        10,000 vectors take 0.1 ms or 16 ms at random, and ``OPENBLAS_NUM_THREADS=1`` kept them
+        under 1 ms.
     random_state : int
         Seed for the IVF training sample, k-means and the tuning queries.
 
@@ -321,10 +322,10 @@ class SearchIndex:
             n_held_out = min(TUNING_QUERIES, len(vectors) // 10)
             held_out = np.sort(rng.choice(len(vectors), n_held_out, replace=False))
             queries = vectors[held_out]
-        kept = np.setdiff1d(np.arange(len(vectors)), held_out)
+        rows_before_tuning = np.setdiff1d(np.arange(len(vectors)), held_out)
 
-        _add_rows(self.index_, vectors, kept)
-        k = min(TUNING_K, len(kept))
+        _add_rows(self.index_, vectors, rows_before_tuning)
+        k = min(TUNING_K, len(rows_before_tuning))
         _, truth = exact_top_k(vectors, queries, k, excluded=held_out)
         self._tune(queries, truth)
         _add_rows(self.index_, vectors, held_out)

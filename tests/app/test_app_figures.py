@@ -109,7 +109,8 @@ def test_embedding_map_continuous_customdata_and_link():
     assert images.name == "images"
     assert captions.name == "captions"
     assert images.marker.symbol == "square"
-    assert [list(item) for item in captions.customdata[:2]] == [["caption", 0], ["caption", 1]]
+    caption_code = figures.MAP_KIND_CODES["caption"]
+    assert [list(item) for item in captions.customdata[:2]] == [[caption_code, 0], [caption_code, 1]]
     assert list(link.x) == [0.0, 5.0]
     assert captions.marker.showscale and not images.marker.showscale
 
