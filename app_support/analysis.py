@@ -321,6 +321,20 @@ def image_noise_table(scores: pd.DataFrame) -> pd.DataFrame:
 # -- history ------------------------------------------------------------------------------------
 
 
+def with_pair_ids(history: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Return ``history`` with a ``pair_id`` column.
+
+    History files name a pair by ``pair_id`` (docs/run_format.md) or by ``pair_index``, the pair's row
+    of scores.parquet (what ``srem train`` writes); the second form gets its ids from ``scores``.
+    """
+    if history.empty or "pair_id" in history:
+        return history
+    if "pair_index" not in history:
+        raise ValueError(f"history.parquet has neither pair_id nor pair_index; columns: {list(history.columns)}")
+    pair_ids = scores["pair_id"].to_numpy()[history["pair_index"].to_numpy()]
+    return history.assign(pair_id=pair_ids)
+
+
 def history_epochs(history: pd.DataFrame) -> list[int]:
     if history.empty or "epoch" not in history:
         return []

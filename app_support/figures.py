@@ -44,8 +44,22 @@ CATEGORY_COLOURS = (
 MAX_MAP_CATEGORIES = len(CATEGORY_COLOURS)
 """Largest number of categories coloured separately on the map; smaller ones are merged as "other"."""
 
-MAP_KIND_CODES = {"image": 0, "caption": 1}
-"""Integer code of a map point's kind in its ``customdata``; numbers travel as compact binary arrays."""
+MAP_KINDS = ("image", "caption")
+"""Kinds of map points, in the order of their code in ``map_point_ids``."""
+
+
+def map_point_ids(kind: str, rows: np.ndarray) -> np.ndarray:
+    """Encode map points as one int64 each, ``2 * row + kind code``, for a marker's ``customdata``.
+
+    One number per point travels to the browser as a compact binary array, and Streamlit returns it
+    unchanged in a selection. A two-column array would come back as a dict per point.
+    """
+    return 2 * np.asarray(rows, dtype=np.int64) + MAP_KINDS.index(kind)
+
+
+def decode_map_point(point_id: int) -> tuple[str, int]:
+    """Return ``(kind, row)`` of a point id made by ``map_point_ids``."""
+    return MAP_KINDS[int(point_id) % 2], int(point_id) // 2
 
 CLEAN_PROB_COLOURSCALE = "RdYlBu"
 """Red for low ``clean_prob`` (likely mismatched), blue for high."""
@@ -201,8 +215,8 @@ def embedding_map(
 
     ``points`` has columns ``x``, ``y``, ``kind`` ("image" or "caption"), ``row`` (row of
     images.parquet or scores.parquet), ``colour`` (a float in [0, 1] when ``colour_mode`` is
-    "continuous", else a label) and ``hover``. Every marker carries ``customdata = [kind code, row]``
-    (codes in ``MAP_KIND_CODES``) so that a selection can be mapped back to pairs. ``links`` are segments (x0, y0, x1, y1) drawn
+    "continuous", else a label) and ``hover``. Every marker's ``customdata`` is its ``map_point_ids``
+    value, so that a selection can be mapped back to images and pairs. ``links`` are segments (x0, y0, x1, y1) drawn
     between a pair's image and caption.
     """
     if colour_mode not in ("continuous", "categorical"):
@@ -234,7 +248,7 @@ def embedding_map(
                 go.Scattergl(
                     x=subset["x"], y=subset["y"], mode="markers", name=name,
                     marker=dict(size=5 if kind == "caption" else 7, symbol=symbols[kind], opacity=0.7, **marker),
-                    customdata=np.column_stack([np.full(len(subset), MAP_KIND_CODES[kind]), subset["row"].to_numpy()]).astype(np.int32),
+                    customdata=map_point_ids(kind, subset["row"].to_numpy()),
                     text=subset["hover"], hovertemplate="%{text}<extra></extra>",
                 )
             )

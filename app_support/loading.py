@@ -179,14 +179,20 @@ def image_noise(run: Run) -> pd.DataFrame:
     return analysis.image_noise_table(run.scores)
 
 
+@st.cache_resource(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=4)
+def history(run: Run) -> pd.DataFrame:
+    """Return the run's history with a ``pair_id`` column (shared, so callers must not modify it)."""
+    return analysis.with_pair_ids(run.history, run.scores)
+
+
 @st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=4)
 def flips_per_epoch(run: Run) -> pd.DataFrame:
-    return analysis.flips_per_epoch(run.history, run.scores)
+    return analysis.flips_per_epoch(history(run), run.scores)
 
 
 @st.cache_data(hash_funcs=HASH_FUNCS, show_spinner=False, max_entries=32)
 def flag_flips(run: Run, epoch: int) -> pd.DataFrame:
-    flips = analysis.flag_flips(run.history, epoch)
+    flips = analysis.flag_flips(history(run), epoch)
     extra = ["pair_id", "caption", "is_noisy", *(["is_injected_noise"] if "is_injected_noise" in run.scores else [])]
     return flips.merge(run.scores[extra], on="pair_id", how="left")
 

@@ -107,7 +107,11 @@ if len(epochs) < 2:
     st.info("This run's history.parquet has fewer than two epochs, so there are no flag changes to show.")
 else:
     epoch = st.select_slider("Epoch", options=epochs, value=epochs[-1], key="epoch")
-    per_epoch = loading.flips_per_epoch(run)
+    try:
+        per_epoch = loading.flips_per_epoch(run)
+    except ValueError as error:
+        st.warning(f"Flag changes cannot be shown: {error}. Retrain the run with this version of srem.")
+        st.stop()
     st.plotly_chart(figures.flips_chart(per_epoch, epoch), key="flips_chart")
     flips = loading.flag_flips(run, epoch)
     became_clean = flips[flips["change"] == "cleared"]

@@ -12,7 +12,6 @@ from srem_core.runs import Run
 
 COLOUR_CHOICES = {"clean_prob": "clean probability", "flag": "flag", "category": "category"}
 SHOW_CHOICES = {"both": "images and captions", "image": "images only", "caption": "captions only"}
-MAP_KINDS = {code: kind for kind, code in figures.MAP_KIND_CODES.items()}
 # Caption characters in a point's hover text. The hover text is most of the figure's size.
 HOVER_CHARACTERS = 60
 # Most selected points whose images and captions are listed below the map.
@@ -76,7 +75,7 @@ def show_selection(run: Run, selected: list[dict]) -> None:
     clean_prob = run.scores["clean_prob"].to_numpy()
 
     def noisiness(point: dict) -> float:
-        kind, row = MAP_KINDS[int(point["customdata"][0])], int(point["customdata"][1])
+        kind, row = figures.decode_map_point(point["customdata"])
         if kind == "caption":
             return float(clean_prob[row])
         return float(noise["min_clean_prob"].get(row, 1.0))
@@ -85,7 +84,7 @@ def show_selection(run: Run, selected: list[dict]) -> None:
     listed = f"; the {SELECTION_SHOWN} with the lowest clean probability are listed." if len(selected) > SELECTION_SHOWN else "."
     st.markdown(f"**{len(selected):,} points selected**{listed}")
     for number, point in enumerate(selected[:SELECTION_SHOWN]):
-        kind, row = MAP_KINDS[int(point["customdata"][0])], int(point["customdata"][1])
+        kind, row = figures.decode_map_point(point["customdata"])
         columns = st.columns([1, 5, 1])
         if kind == "image":
             captions = run.scores[run.scores["image_index"] == row]

@@ -186,6 +186,15 @@ def history_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_with_pair_ids_from_pair_index():
+    history = history_table().drop(columns="pair_id").assign(pair_index=[0, 1, 2, 3] * 3)
+    named = analysis.with_pair_ids(history, scores_table())
+    assert named["pair_id"].tolist() == ["p0", "p1", "p2", "p3"] * 3
+    assert analysis.with_pair_ids(history_table(), scores_table())["pair_id"].tolist() == ["p0", "p1", "p2", "p3"] * 3
+    with pytest.raises(ValueError, match="neither pair_id nor pair_index"):
+        analysis.with_pair_ids(history.drop(columns="pair_index"), scores_table())
+
+
 def test_flag_flips_between_epochs():
     history = history_table()
     assert analysis.flag_flips(history, 1).empty

@@ -103,14 +103,22 @@ def map_points(n_images: int = 4, n_captions: int = 6, colour=None) -> pd.DataFr
     })
 
 
+def test_map_point_ids_round_trip():
+    ids = figures.map_point_ids("caption", np.array([0, 7, 123_456]))
+    assert ids.dtype == np.int64
+    assert [figures.decode_map_point(value) for value in ids] == [("caption", 0), ("caption", 7), ("caption", 123_456)]
+    assert figures.decode_map_point(figures.map_point_ids("image", np.array([5]))[0]) == ("image", 5)
+    assert len(set(figures.map_point_ids("image", np.arange(10))) & set(figures.map_point_ids("caption", np.arange(10)))) == 0
+
+
 def test_embedding_map_continuous_customdata_and_link():
     figure = figures.embedding_map(map_points(), "continuous", links=[(0.0, 0.0, 5.0, 5.0)])
     images, captions, link = figure.data
     assert images.name == "images"
     assert captions.name == "captions"
     assert images.marker.symbol == "square"
-    caption_code = figures.MAP_KIND_CODES["caption"]
-    assert [list(item) for item in captions.customdata[:2]] == [[caption_code, 0], [caption_code, 1]]
+    assert [figures.decode_map_point(value) for value in captions.customdata[:2]] == [("caption", 0), ("caption", 1)]
+    assert [figures.decode_map_point(value) for value in images.customdata[:2]] == [("image", 0), ("image", 1)]
     assert list(link.x) == [0.0, 5.0]
     assert captions.marker.showscale and not images.marker.showscale
 

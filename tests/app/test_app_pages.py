@@ -169,6 +169,20 @@ def test_distributions_epoch_lists_flips(app_on, synthetic_run):
     assert len(flips) == int((before != after.reindex(before.index)).sum())
 
 
+def test_distributions_history_with_pair_index(app_on, writable_run):
+    history = pd.read_parquet(writable_run / "history.parquet")
+    scores = load_run(writable_run).scores
+    row_of = {pair_id: row for row, pair_id in enumerate(scores["pair_id"])}
+    history["pair_index"] = history.pop("pair_id").map(row_of).astype("int64")
+    history.to_parquet(writable_run / "history.parquet", index=False)
+    app = app_on(writable_run, DISTRIBUTIONS)
+    app.select_slider(key="epoch").set_value(3).run()
+    assert_clean(app)
+    flips = table_with(app, "change", "clean_prob_before")
+    assert flips["caption"].notna().all()
+    assert len(flips) > 0
+
+
 # -- flagged pairs ------------------------------------------------------------------------------
 
 
