@@ -135,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(arguments: argparse.Namespace) -> None:
-    level = logging.DEBUG if arguments.verbose else logging.WARNING if arguments.quiet else logging.INFO
+    level = logging.INFO
+    if arguments.verbose:
+        level = logging.DEBUG
+    elif arguments.quiet:
+        level = logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
@@ -180,7 +184,11 @@ def _run_export(arguments: argparse.Namespace) -> int:
     from srem_core.export import export_pairs
     from srem_core.runs import load_run
 
-    keep = "noisy" if arguments.only_noisy else "all" if arguments.all else "clean"
+    keep = "clean"
+    if arguments.only_noisy:
+        keep = "noisy"
+    elif arguments.all:
+        keep = "all"
     path = export_pairs(load_run(arguments.run), keep=keep, fmt=arguments.format, out=arguments.out, apply_decisions=not arguments.ignore_decisions)
     logger.info("exported to %s", path)
     return 0

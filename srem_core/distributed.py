@@ -1,8 +1,8 @@
 """Data-parallel training on PyTorch's own engine (``torchrun``), with in-batch logits over the global batch.
 
-Each rank embeds its slice of the global batch; the embeddings are gathered across ranks with gradients,
-so every rank computes the same B x B similarity and the same loss as one process would on the whole
-batch. Gradients are then averaged across ranks. Because each rank's loss is the full loss and the
+Each rank embeds its slice of the global batch. The embeddings are gathered across ranks with
+gradients, so every rank computes the same B x B similarity and the same loss as one process would on
+the whole batch. Gradients are then averaged across ranks. Because each rank's loss is the full loss and the
 gather's backward sums the ranks' gradients, the average equals the one-process gradient.
 """
 

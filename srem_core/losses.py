@@ -4,7 +4,7 @@ Every function takes a batch of B pairs whose matching partner sits on the diago
 ``similarity`` (B, B) scores image i against every text of the batch, so ``similarity[i, i]`` is the
 pair's own score. Source: Dang et al., "Noisy Correspondence Learning with Self-Reinforcing Errors
 Mitigation", AAAI 2024 (arXiv:2312.16478). The within-batch classification view and the three named
-parts come from that paper; the exact formulas of the swapped entropy and of the biased transition
+parts come from that paper. The exact formulas of the swapped entropy and of the biased transition
 matrix are this project's reading (``docs/method.md``).
 """
 

@@ -55,9 +55,10 @@ def energy_filter(
 ) -> np.ndarray:
     """Return the boolean mask of pairs that pass the energy filter (low energy = kept).
 
-    ``mean``: energy below the mean energy of the small-loss pairs; ``quantile``: below that quantile
-    of their energies; ``gmm``: in the low-energy component of a two-component mixture on energy;
-    ``off``: every pair passes. The caller intersects the result with ``small_loss``.
+    Rules: ``mean`` keeps energy below the mean energy of the small-loss pairs. ``quantile`` keeps
+    energy below that quantile of their energies. ``gmm`` keeps the low-energy component of a
+    two-component mixture on energy. ``off`` keeps every pair. The caller intersects the result with
+    ``small_loss``.
     """
     energy = np.asarray(energy, dtype=np.float64)
     if rule == "off" or not small_loss.any():

@@ -193,7 +193,7 @@ class Trainer:
 
     @torch.no_grad()
     def _refresh_features(self) -> None:
-        """Re-encode every image and caption with the fine-tuned towers, so that scoring sees them."""
+        """Re-encode every image and caption with the fine-tuned towers, so that scoring uses their features."""
         n_images = self.data.image_inputs.shape[0]
         images = [self.encoder.encode_image_tensors(self.data.load_pixels(np.arange(i, min(i + REFRESH_BATCH, n_images)))).float().cpu()
                   for i in range(0, n_images, REFRESH_BATCH)]
@@ -203,7 +203,7 @@ class Trainer:
 
     # ----- scoring, selection, validation -----
     def _training_statistics(self) -> list[PairStatistics]:
-        """One scoring pass per network over the training pairs (or the forward-pass values, per_batch)."""
+        """Score the training pairs once per network (or return the forward-pass values for per_batch)."""
         if self.config.objective.selection == "per_batch" and self.config.train.method == "srem":
             return [self._forward_stats]
         statistics = []
@@ -278,7 +278,12 @@ class Trainer:
             for key, value in state.items():
                 tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
         selection = self.objective.selection
-        selections = selection if isinstance(selection, list) else ([selection] if selection is not None else [])
+        if isinstance(selection, list):
+            selections = selection
+        elif selection is None:
+            selections = []
+        else:
+            selections = [selection]
         for index, item in enumerate(selections):
             for field in ("clean_prob", "selected_clean", "weights"):
                 tensors[f"selection.{index}.{field}"] = torch.as_tensor(np.asarray(getattr(item, field)))
@@ -324,7 +329,10 @@ class Trainer:
             Selection(*(tensors[f"selection.{index}.{field}"].numpy() for field in ("clean_prob", "selected_clean", "weights")))
             for index in range(state["n_selections"])
         ]
-        self.objective.selection = selections if state["selection_is_list"] else (selections[0] if selections else None)
+        if state["selection_is_list"]:
+            self.objective.selection = selections
+        else:
+            self.objective.selection = selections[0] if selections else None
         if "forward.energy" in tensors:
             self._forward_stats = PairStatistics(*(tensors[f"forward.{f}"].numpy() for f in ("energy", "swapped_entropy", "per_pair_loss")))
         self.start_epoch, self.best_val_rsum, self.best_epoch = state["epoch"] + 1, state["best_val_rsum"], state["best_epoch"]
