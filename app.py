@@ -30,7 +30,7 @@ PAGES = [
 
 DEMO_MISSING = (
     "The bundled demo run `demo/run` is missing from this checkout. Train it with "
-    "`srem train --data demo --out demo/run`, or open another run directory in the sidebar."
+    "`srem train --data demo --noise 0.4 --out demo/run`, or open another run directory in the sidebar."
 )
 
 

@@ -47,10 +47,27 @@ SORT_CHOICES = ("clean_prob", "per_pair_loss", "energy", "swapped_entropy", "pai
 # -- run-level numbers --------------------------------------------------------------------------
 
 
+FINAL_PREFIXES = {"detection_": None, "test_": "test", "val_": "val"}
+"""Key prefixes of a final record as ``srem train`` writes it, and the split each one names."""
+
+
 def final_record(metrics: list[dict]) -> dict | None:
-    """Return the last ``{"kind": "final"}`` record of metrics.jsonl, or None."""
+    """Return the last ``{"kind": "final"}`` record of metrics.jsonl with the names of docs/run_format.md.
+
+    ``srem train`` writes ``detection_auroc`` and ``test_rsum`` where the format names ``auroc`` and
+    ``rsum`` with ``"split": "test"``; both spellings are accepted, and a name already present wins.
+    """
     finals = [record for record in metrics if record.get("kind") == "final"]
-    return finals[-1] if finals else None
+    if not finals:
+        return None
+    record = dict(finals[-1])
+    for key, value in finals[-1].items():
+        for prefix, split in FINAL_PREFIXES.items():
+            if key.startswith(prefix):
+                record.setdefault(key[len(prefix):], value)
+                if split is not None:
+                    record.setdefault("split", split)
+    return record
 
 
 def epoch_table(metrics: list[dict]) -> pd.DataFrame:
@@ -325,7 +342,7 @@ def with_pair_ids(history: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """Return ``history`` with a ``pair_id`` column.
 
     History files name a pair by ``pair_id`` (docs/run_format.md) or by ``pair_index``, the pair's row
-    of scores.parquet (what ``srem train`` writes); the second form gets its ids from ``scores``.
+    of scores.parquet, which is what ``srem train`` writes. The second form gets its ids from ``scores``.
     """
     if history.empty or "pair_id" in history:
         return history

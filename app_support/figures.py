@@ -90,10 +90,11 @@ def sample_positions(n: int, max_points: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
 
 
-def training_curves(epochs: pd.DataFrame) -> go.Figure:
+def training_curves(epochs: pd.DataFrame, best_epoch: int | None = None) -> go.Figure:
     """Plot the per-epoch records of metrics.jsonl: loss terms, validation rSum, fraction selected clean.
 
-    A fourth panel shows training-split detection (AUROC, AP) when the records have it.
+    A fourth panel shows training-split detection (AUROC, AP) when the records have it. ``best_epoch``,
+    the epoch of the saved checkpoint, is marked with a dotted line on every panel.
     """
     panels = [
         ("Loss terms", ["loss", "loss_clean", "loss_complementary"]),
@@ -111,6 +112,8 @@ def training_curves(epochs: pd.DataFrame) -> go.Figure:
                 row=1, col=column_number,
             )
         figure.update_xaxes(title_text="epoch", row=1, col=column_number)
+        if best_epoch is not None:
+            figure.add_vline(x=best_epoch, line_dash="dot", line_color="grey", row=1, col=column_number)
     figure.update_layout(height=320, margin=dict(l=40, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25))
     return figure
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import io
 import logging
 import os
@@ -36,7 +37,10 @@ RUN_SEARCH_DEPTH = 2
 
 SIGNATURE_FILES = (*REQUIRED_FILES, "history.parquet", "metrics.jsonl")
 THUMBNAIL_PIXELS = 96
-"""Longer side of table thumbnails: sharp at the table's row height, about 3 KB each as WebP."""
+"""Longer side of table thumbnails: sharp at the table's row height, 1 to 4 KB each as WebP for the demo images."""
+
+GRID_PIXELS = 224
+"""Side of the square thumbnails in result grids: the demo images' own size, so they are not enlarged."""
 
 MAP_FILE = "embedding_map.npy"
 """Cached UMAP coordinates inside the run's ``index/`` folder: image rows first, then caption rows."""
@@ -211,22 +215,40 @@ def image_path(run: Run, image_index: int) -> str | None:
     return None if path is None else str(path)
 
 
-@st.cache_data(show_spinner=False, max_entries=20_000)
-def thumbnail_uri(path: str | None, pixels: int = THUMBNAIL_PIXELS) -> str | None:
-    """Return a small WebP thumbnail of an image file as a data URI, or None when it cannot be read."""
+def _thumbnail_webp(path: str, pixels: int, square: bool) -> bytes | None:
+    """Return a WebP thumbnail of at most ``pixels`` a side, padded with white to a square if asked."""
+    from PIL import Image
+
     from srem_core.data.images import ImageLoadError, load_image
 
-    if path is None:
-        return None
     try:
         image = load_image(path)
     except ImageLoadError as error:
         logger.warning("no thumbnail for %s: %s", path, error.reason)
         return None
     image.thumbnail((pixels, pixels))
+    if square:
+        canvas = Image.new("RGB", (pixels, pixels), (255, 255, 255))
+        canvas.paste(image, ((pixels - image.width) // 2, (pixels - image.height) // 2))
+        image = canvas
     buffer = io.BytesIO()
-    image.save(buffer, "WEBP", quality=75)
-    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, "WEBP", quality=80)
+    return buffer.getvalue()
+
+
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def thumbnail_uri(path: str | None, pixels: int = THUMBNAIL_PIXELS) -> str | None:
+    """Return a small WebP thumbnail of an image file as a data URI, or None when it cannot be read."""
+    data = None if path is None else _thumbnail_webp(path, pixels, square=False)
+    if data is None:
+        return None
+    return "data:image/webp;base64," + base64.b64encode(data).decode("ascii")
+
+
+@st.cache_data(show_spinner=False, max_entries=2_000)
+def square_thumbnail(path: str | None, pixels: int = GRID_PIXELS) -> bytes | None:
+    """Return a square WebP thumbnail (image centred on white) for result grids, or None."""
+    return None if path is None else _thumbnail_webp(path, pixels, square=True)
 
 
 # -- model, search indexes, map -----------------------------------------------------------------
@@ -253,7 +275,8 @@ def search_index(run: Run, modality: str):
 
     A FAISS index saved in the run's ``index/<modality>`` folder is reused when it is newer than the
     embeddings. A newly built FAISS index is saved there when the folder is writable. Exact indexes
-    (up to 200,000 vectors by default) are rebuilt in memory, which takes no longer than reading them.
+    (up to ``srem_core.search_index.EXACT_MAX_VECTORS`` vectors) are rebuilt in memory, which takes no
+    longer than reading them.
     """
     from srem_core.search_index import SearchIndex
 
@@ -275,6 +298,38 @@ def search_index(run: Run, modality: str):
         except OSError as error:
             logger.warning("could not save the search index to %s: %s", folder, error)
     return index
+
+
+def search_one(run: Run, modality: str, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Search one query (D,) or (1, D) and return ``(similarities, rows)`` of its hits, best first.
+
+    FAISS indexes mark slots they could not fill with row -1; those are dropped, so fewer than ``k``
+    hits can come back.
+    """
+    similarities, rows = search_index(run, modality).search(np.asarray(query).reshape(1, -1), k)
+    found = rows[0] >= 0
+    return similarities[0][found], rows[0][found]
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionMatches:
+    """Captions of the whole run that best match the images of some pairs."""
+
+    rows: np.ndarray
+    """Rows of scores.parquet, (n_pairs, k), best first; -1 where a FAISS index found fewer than k."""
+    similarities: np.ndarray
+    """Cosine similarity of each pair's image with each caption in ``rows``, (n_pairs, k)."""
+    own_similarity: np.ndarray
+    """Cosine similarity of each pair's image with the pair's own caption, (n_pairs,)."""
+
+
+def caption_matches(run: Run, positions: np.ndarray, k: int) -> CaptionMatches:
+    """Return the ``k`` best captions of the run for the images of the pairs at ``positions``."""
+    image_indices = run.scores["image_index"].to_numpy()[positions]
+    image_vectors = run.image_embeddings[image_indices]
+    similarities, rows = search_index(run, "caption").search(image_vectors, k)
+    own = np.einsum("ij,ij->i", run.text_embeddings[positions], image_vectors)
+    return CaptionMatches(rows=rows, similarities=similarities, own_similarity=own)
 
 
 def _is_fresh(path: Path, run: Run) -> bool:

@@ -54,8 +54,9 @@ def image_grid(items: Iterable[dict], columns: int = GRID_COLUMNS) -> None:
         cells = st.columns(columns)
         for cell, item in zip(cells, items[start : start + columns]):
             with cell:
-                if item.get("path"):
-                    st.image(item["path"], width="stretch")
+                thumbnail = loading.square_thumbnail(item.get("path"))
+                if thumbnail is not None:
+                    st.image(thumbnail, width="stretch")
                 else:
                     st.caption("(no image file)")
                 st.markdown(f"**{item['title']}**")

@@ -22,21 +22,23 @@ EXPORT_KINDS = {"clean": "Cleaned manifest (flagged pairs removed)", "noisy": "R
 EXPORT_MIME = {"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/vnd.apache.parquet"}
 
 
-def best_captions(run: Run, image_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the best-matching caption row of the whole run, and its similarity, for each image."""
-    similarities, rows = loading.search_index(run, "caption").search(run.image_embeddings[image_indices], 1)
-    return rows[:, 0], similarities[:, 0]
+def best_caption_text(run: Run, best_row: int, position: int) -> str:
+    if best_row == position:
+        return "(its own caption)"
+    if best_row < 0:
+        return "(none found)"
+    return run.scores["caption"].iat[int(best_row)]
 
 
 def page_table(run: Run, positions: np.ndarray, saved: dict[str, str], threshold: float) -> pd.DataFrame:
     """Assemble the rows of one table page: thumbnail, caption, reason, best caption, scores, decision."""
     rows = run.scores.iloc[positions]
     image_indices = rows["image_index"].to_numpy()
-    best_rows, best_similarity = best_captions(run, image_indices)
-    own_similarity = np.einsum("ij,ij->i", run.text_embeddings[positions], run.image_embeddings[image_indices])
+    matches = loading.caption_matches(run, positions, 1)
+    best_rows, best_similarity, own_similarity = matches.rows[:, 0], matches.similarities[:, 0], matches.own_similarity
     ranks = loading.percentiles(run).iloc[positions]
     reasons = [
-        analysis.flag_reason(row, rank, threshold, float(own), float(best), best_row == position)
+        analysis.flag_reason(row, rank, threshold, float(own), float(best), best_row in (position, -1))
         for (_, row), (_, rank), own, best, best_row, position
         in zip(rows.iterrows(), ranks.iterrows(), own_similarity, best_similarity, best_rows, positions)
     ]
@@ -44,7 +46,7 @@ def page_table(run: Run, positions: np.ndarray, saved: dict[str, str], threshold
         {
             "image": [loading.thumbnail_uri(loading.image_path(run, index)) for index in image_indices],
             "caption": rows["caption"].to_numpy(),
-            "best_caption": np.where(best_rows == positions, "(its own caption)", run.scores["caption"].to_numpy()[best_rows]),
+            "best_caption": [best_caption_text(run, best, position) for best, position in zip(best_rows, positions)],
             "clean_prob": rows["clean_prob"].to_numpy(),
             "why": reasons,
             "flagged": rows["is_noisy"].to_numpy(),
@@ -118,8 +120,9 @@ def inspect(run: Run, position: int, threshold: float) -> None:
     row = run.scores.iloc[position]
     pair_id = row["pair_id"]
     image_index = int(row["image_index"])
-    caption_similarity, caption_rows = loading.search_index(run, "caption").search(run.image_embeddings[image_index], SUGGESTIONS)
-    own_similarity = float(run.text_embeddings[position] @ run.image_embeddings[image_index])
+    matches = loading.caption_matches(run, np.array([position]), SUGGESTIONS)
+    found = matches.rows[0] >= 0
+    caption_rows, caption_similarity = matches.rows[0][found], matches.similarities[0][found]
     image_columns = st.columns([1, 2])
     with image_columns[0]:
         path = loading.image_path(run, image_index)
@@ -129,8 +132,9 @@ def inspect(run: Run, position: int, threshold: float) -> None:
         st.markdown(f"**{row['caption']}**")
         st.caption(f"pair `{pair_id}` · image `{row['image_id']}` · split {row['split']}")
         rank = loading.percentiles(run).iloc[position]
-        best_is_own = int(caption_rows[0, 0]) == position
-        st.write(analysis.flag_reason(row, rank, threshold, own_similarity, float(caption_similarity[0, 0]), best_is_own))
+        best_is_own = len(caption_rows) == 0 or int(caption_rows[0]) == position
+        best_similarity = float(caption_similarity[0]) if len(caption_rows) else None
+        st.write(analysis.flag_reason(row, rank, threshold, float(matches.own_similarity[0]), best_similarity, best_is_own))
         saved = loading.decisions(run).get(pair_id, "")
         st.caption(f"Your decision: {analysis.DECISION_LABELS[saved] or 'none yet'}")
         buttons = st.columns(3)
@@ -145,22 +149,23 @@ def inspect(run: Run, position: int, threshold: float) -> None:
     columns = st.columns(2)
     with columns[0]:
         st.caption(f"Top {SUGGESTIONS} captions for this image")
-        found = run.scores.iloc[caption_rows[0]]
+        suggested = run.scores.iloc[caption_rows]
         st.dataframe(
-            pd.DataFrame({"caption": found["caption"].to_numpy(), "similarity": caption_similarity[0],
-                          "pair id": found["pair_id"].to_numpy(), "clean prob": found["clean_prob"].to_numpy()}),
+            pd.DataFrame({"similarity": caption_similarity, "clean prob": suggested["clean_prob"].to_numpy(),
+                          "caption": suggested["caption"].to_numpy(), "pair id": suggested["pair_id"].to_numpy()}),
             hide_index=True, key="suggested_captions",
             column_config={"similarity": st.column_config.NumberColumn(format="%.3f"),
-                           "clean prob": st.column_config.NumberColumn(format="%.2f")},
+                           "clean prob": st.column_config.NumberColumn(format="%.2f"),
+                           "caption": st.column_config.TextColumn(width="medium")},
         )
     with columns[1]:
         st.caption(f"Top {SUGGESTIONS} images for this caption")
-        similarity, rows = loading.search_index(run, "image").search(run.text_embeddings[position], SUGGESTIONS)
+        similarity, rows = loading.search_one(run, "image", run.text_embeddings[position], SUGGESTIONS)
         noise = loading.image_noise(run)
         widgets.image_grid(
             [{"path": loading.image_path(run, index), "title": f"{score:.3f}",
               "lines": [widgets.image_noise_line(noise.loc[index])] if index in noise.index else []}
-             for score, index in zip(similarity[0], rows[0])],
+             for score, index in zip(similarity, rows)],
             columns=SUGGESTIONS,
         )
 
@@ -180,10 +185,9 @@ def export_section(run: Run) -> None:
     st.caption("Your decisions are applied: confirmed pairs count as flagged, cleared pairs as kept.")
 
     def export_bytes() -> bytes:
-        # NOTE: image paths in the download are relative to a temporary folder, so they do not resolve
-        # where the file is saved. export_pairs has no option for absolute paths yet.
+        # A download lands in an unknown folder, so its image paths are absolute.
         with tempfile.TemporaryDirectory() as scratch:
-            return Path(export_pairs(run, keep=keep, fmt=fmt, out=Path(scratch) / name)).read_bytes()
+            return Path(export_pairs(run, keep=keep, fmt=fmt, out=Path(scratch) / name, absolute_paths=True)).read_bytes()
 
     buttons = st.columns(2)
     if buttons[0].button(f"Write {name}", key="export_write", icon=":material/save:"):

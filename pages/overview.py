@@ -36,7 +36,12 @@ else:
 st.subheader("Training")
 epochs = analysis.epoch_table(run.metrics)
 if len(epochs):
-    st.plotly_chart(figures.training_curves(epochs), key="training_curves")
+    best_epoch = None
+    if "best_epoch" in epochs and epochs["best_epoch"].notna().any():
+        best_epoch = int(epochs["best_epoch"].dropna().iloc[-1])
+    st.plotly_chart(figures.training_curves(epochs, best_epoch), key="training_curves")
+    if best_epoch is not None:
+        st.caption(f"The dotted line marks epoch {best_epoch}, whose checkpoint (highest validation rSum) the run keeps.")
 else:
     st.info("This run has no per-epoch records in metrics.jsonl, so there are no training curves to show.")
 

@@ -21,6 +21,8 @@ MAX_UPLOAD_MEGABYTES = 20
 UPLOAD_MAX_PIXELS = 40_000_000
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp"]
+# Longer side of the query image shown above the results, in pixels.
+PREVIEW_PIXELS = 224
 DEFAULT_RESULTS = 10
 
 
@@ -95,25 +97,25 @@ def text_to_image(run: Run) -> None:
     started = time.perf_counter()
     vector = model.embed_texts([query.strip()])
     encoded = time.perf_counter()
-    similarities, rows = loading.search_index(run, "image").search(vector, k)
+    similarities, rows = loading.search_one(run, "image", vector, k)
     finished = time.perf_counter()
     st.caption(
-        f"{k} images in {1000 * (finished - started):.0f} ms: query encoding {1000 * (encoded - started):.0f} ms, "
+        f"{len(rows)} images in {1000 * (finished - started):.0f} ms: query encoding {1000 * (encoded - started):.0f} ms, "
         f"search over {len(run.image_embeddings):,} images {1000 * (finished - encoded):.0f} ms."
     )
-    image_results(run, similarities[0], rows[0])
+    image_results(run, similarities, rows)
 
 
 def image_to_text(run: Run) -> None:
     source = st.radio("Image from", ["dataset", "upload"], horizontal=True, key="image_source",
                       format_func={"dataset": "the dataset", "upload": "an upload (PNG, JPEG or WebP)"}.get)
     k = st.slider("Results", 1, min(50, len(run.text_embeddings)), min(DEFAULT_RESULTS, len(run.text_embeddings)), key="image_k")
-    started = time.perf_counter()
     if source == "dataset":
         index = st.number_input("Image row (0-based row of images.parquet)", 0, len(run.images) - 1, 0, key="image_row")
         path = loading.image_path(run, index)
         if path:
-            st.image(path, width=224, caption=f"image {run.images['image_id'].iat[index]}")
+            st.image(path, width=PREVIEW_PIXELS, caption=f"image {run.images['image_id'].iat[index]}")
+        started = time.perf_counter()
         vector, encoding = run.image_embeddings[index][None, :], "stored embedding"
     else:
         upload = st.file_uploader("Upload an image", type=UPLOAD_TYPES, key="image_upload", max_upload_size=MAX_UPLOAD_MEGABYTES)
@@ -123,18 +125,20 @@ def image_to_text(run: Run) -> None:
         model = load_model(run) if image is not None else None
         if model is None:
             return
+        preview = image.copy()
+        preview.thumbnail((PREVIEW_PIXELS, PREVIEW_PIXELS))
+        st.image(preview, caption=upload.name)
         started = time.perf_counter()
-        st.image(image, width=224, caption=upload.name)
         vector = model.embed_images([image])
         encoding = f"image encoding {1000 * (time.perf_counter() - started):.0f} ms"
     searched = time.perf_counter()
-    similarities, rows = loading.search_index(run, "caption").search(vector, k)
+    similarities, rows = loading.search_one(run, "caption", vector, k)
     finished = time.perf_counter()
     st.caption(
-        f"{k} captions in {1000 * (finished - started):.0f} ms ({encoding}, search over "
+        f"{len(rows)} captions in {1000 * (finished - started):.0f} ms ({encoding}, search over "
         f"{len(run.text_embeddings):,} captions {1000 * (finished - searched):.0f} ms)."
     )
-    caption_results(run, similarities[0], rows[0])
+    caption_results(run, similarities, rows)
 
 
 run = widgets.current_run()

@@ -51,14 +51,16 @@ def _manifest_extras(run: Run) -> pd.DataFrame | None:
     return pairs[["pair_id", *extras]].astype({"pair_id": str}) if extras else None
 
 
-def _relocate_paths(run: Run, paths: pd.Series, out: Path) -> pd.Series:
-    """Rewrite image paths relative to the output file's folder, so that the export is self-consistent."""
+def _relocate_paths(run: Run, paths: pd.Series, out: Path, absolute_paths: bool) -> pd.Series:
+    """Rewrite image paths relative to the output file's folder (or as absolute paths)."""
     target = out.resolve().parent
 
     def relocate(value):
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return value
         absolute = Path(value) if Path(value).is_absolute() else run.data_root / value
+        if absolute_paths:
+            return str(absolute.resolve())
         try:
             return os.path.relpath(absolute, target)
         except ValueError:
@@ -79,12 +81,16 @@ def select_rows(run: Run, keep: str, *, apply_saved_decisions: bool = True) -> p
     return table.reset_index(drop=True)
 
 
-def export_pairs(run: Run, *, keep: str = "clean", fmt: str = "csv", out: str | Path, apply_decisions: bool = True) -> Path:
+def export_pairs(
+    run: Run, *, keep: str = "clean", fmt: str = "csv", out: str | Path, apply_decisions: bool = True,
+    absolute_paths: bool = False,
+) -> Path:
     """Write the run's pairs (manifest columns plus scores) to ``out`` atomically and return the path.
 
     ``keep="clean"`` drops the flagged pairs (the cleaned manifest), ``"noisy"`` keeps only them, ``"all"``
     writes every pair. Decisions saved in the app override the model's flag unless ``apply_decisions`` is
-    False. Image paths are rewritten relative to the output file's folder.
+    False. Image paths are rewritten relative to the output file's folder, or made absolute with
+    ``absolute_paths`` (for a file that will be moved, such as a browser download).
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}; got {fmt!r}")
@@ -93,7 +99,7 @@ def export_pairs(run: Run, *, keep: str = "clean", fmt: str = "csv", out: str | 
     extras = _manifest_extras(run)
     if extras is not None:
         table = table.merge(extras, on="pair_id", how="left")
-    table["image_path"] = _relocate_paths(run, table["image_path"], out)
+    table["image_path"] = _relocate_paths(run, table["image_path"], out, absolute_paths)
     columns = ["pair_id", "image_id", "image_path", "caption", "category", "split", *SCORE_COLUMNS, "decision", "is_flagged"]
     columns += [column for column in table.columns if column not in columns and column not in ("image_index", "original_image_id")]
     table = table[columns]

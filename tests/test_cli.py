@@ -229,3 +229,11 @@ def test_train_on_webdataset_shards(subset, cache_dir, tmp_path):
     assert len(run.scores) == 40
     assert run.scores["image_path"].str.contains(".tar#").all()
     assert run.image_file(0).name.endswith(".jpg")
+
+
+def test_export_absolute_paths(trained_run, tmp_path):
+    out = tmp_path / "all.csv"
+    export_pairs = __import__("srem_core.export", fromlist=["export_pairs"]).export_pairs
+    export_pairs(load_run(trained_run), keep="all", fmt="csv", out=out, absolute_paths=True)
+    table = pd.read_csv(out)
+    assert all(Path(path).is_absolute() and Path(path).exists() for path in table["image_path"])

@@ -36,6 +36,20 @@ def test_noise_threshold_prefers_final_record():
     assert analysis.noise_threshold({}, []) == analysis.DEFAULT_NOISE_THRESHOLD
 
 
+def test_final_record_accepts_prefixed_names():
+    metrics = [{"kind": "epoch", "epoch": 1}, {"kind": "final", "detection_auroc": 0.85, "detection_threshold": 0.4,
+                                               "test_rsum": 218.4, "test_i2t_r1": 49.7}]
+    final = analysis.final_record(metrics)
+    assert final["auroc"] == 0.85
+    assert final["threshold"] == 0.4
+    assert final["rsum"] == 218.4
+    assert final["split"] == "test"
+    assert analysis.retrieval_metrics(final) == [("image→text R@1", 49.7), ("rSum", 218.4)]
+    assert analysis.noise_threshold({}, metrics) == 0.4
+    assert analysis.final_record([{"kind": "final", "auroc": 0.9, "detection_auroc": 0.1}])["auroc"] == 0.9
+    assert analysis.final_record([{"kind": "epoch"}]) is None
+
+
 def test_retrieval_metrics_order():
     final = {"kind": "final", "rsum": 300.0, "i2t_r10": 80.0, "i2t_r1": 40.0, "t2i_r5": 60.0, "auroc": 0.9}
     assert analysis.retrieval_metrics(final) == [

@@ -41,8 +41,9 @@ def test_training_curves_panels():
     assert [trace.name for trace in figure.data] == ["loss", "loss_clean", "val_rsum", "fraction_selected"]
     titles = [annotation.text for annotation in figure.layout.annotations]
     assert titles == ["Loss terms", "Validation rSum", "Fraction selected clean"]
-    with_detection = figures.training_curves(epochs.assign(train_auroc=[0.6, 0.8]))
+    with_detection = figures.training_curves(epochs.assign(train_auroc=[0.6, 0.8]), best_epoch=2)
     assert "Detection on the training split" in [a.text for a in with_detection.layout.annotations]
+    assert [shape.x0 for shape in with_detection.layout.shapes] == [2, 2, 2, 2]
 
 
 def test_score_histogram_counts_match_numpy():

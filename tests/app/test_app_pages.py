@@ -387,6 +387,7 @@ def test_uploaded_image_search(app_on, synthetic_run):
         ("notes.png", b"this is not an image", "not a readable image"),
         ("empty.webp", b"", "empty"),
         ("bomb.png", None, "decompression bomb"),
+        ("huge.jpg", b"\xff" * (20 * 1024 * 1024 + 1), "limited to 20 MB"),
     ],
 )
 def test_bad_upload_gets_message(app_on, synthetic_run, name, content, expected):
@@ -426,3 +427,17 @@ def test_discover_runs_finds_nested(tmp_path, synthetic_run):
     (tmp_path / "a" / "b" / "too-deep" / "config.json").write_text(json.dumps({}))
     found = discover_runs([tmp_path, tmp_path / "missing"])
     assert found == sorted([(tmp_path / "group" / "one").resolve(), (tmp_path / "two").resolve()])
+
+
+def test_search_one_drops_unfilled_slots(monkeypatch):
+    from app_support import loading
+
+    class PartlyFilledIndex:
+        def search(self, queries, k):
+            assert queries.shape == (1, 4)
+            return np.array([[0.9, 0.5, -np.inf]], dtype=np.float32), np.array([[3, 1, -1]])
+
+    monkeypatch.setattr(loading, "search_index", lambda run, modality: PartlyFilledIndex())
+    similarities, rows = loading.search_one(None, "image", np.ones(4, dtype=np.float32), 3)
+    assert rows.tolist() == [3, 1]
+    assert similarities.tolist() == pytest.approx([0.9, 0.5])
