@@ -2,7 +2,7 @@
 
 Implements the training objective of Dang et al., "Noisy Correspondence Learning with Self-Reinforcing
 Errors Mitigation", AAAI 2024 (arXiv:2312.16478), as far as its public text allows. Where the paper's
-method section could not be read, the choices are this project's and each one is a config switch;
+method section could not be read, the choices are this project's, and each one is a config switch.
 ``docs/method.md`` lists which is which.
 
 Glossary (used in names, docstrings and column descriptions):

@@ -147,7 +147,7 @@ def cmbcl_loss(
     ``bias`` is ``uniform`` (RCL's loss, computed in closed form, the constant dropped), ``dissimilar``
     or ``similar`` (see ``biased_transition``). ``form`` is ``sum`` (every candidate an observed
     complementary label, ``complementary_loss``) or ``expected`` (labels weighted by the biased ``Q``,
-    ``expected_complementary_loss``); the two agree for the uniform ``Q``.
+    ``expected_complementary_loss``). The two forms agree for the uniform ``Q``.
     """
     p_image_to_text = torch.softmax(logits_per_image, dim=1)
     p_text_to_image = torch.softmax(logits_per_text, dim=1)

@@ -155,7 +155,7 @@ def _scores_table(dataset: PairDataset, original_index: np.ndarray, data: Traini
     return table
 
 
-def _data_record(config: RunConfig, dataset: PairDataset, run_dir: Path, noise: NoiseInjection | None) -> dict:
+def _data_record(dataset: PairDataset, run_dir: Path, noise: NoiseInjection | None) -> dict:
     root = Path(dataset.root).resolve()
     try:
         stored_root = os.path.relpath(root, run_dir.resolve())
@@ -209,7 +209,7 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, p
         data.load_pixels = pixel_loader(dataset, encoder)
     encoder_record = {"name": config.encoder, "pretrained": config.pretrained, "identity": encoded.encoder_identity,
                       "image_dim": int(data.image_inputs.shape[1]), "text_dim": int(data.text_inputs.shape[1])}
-    data_record = _data_record(config, dataset, run_dir, noise)
+    data_record = _data_record(dataset, run_dir, noise)
     if context.is_main:
         write_config(run_dir, config=config.to_dict(), data=data_record, encoder=encoder_record, device=device.type, status="training")
         write_skipped(run_dir, dataset.skipped)
@@ -235,9 +235,7 @@ def train_run(config: RunConfig, run_dir: str | Path, *, resume: bool = False, p
     save_embeddings(run_dir / "embeddings.safetensors", image_embeddings, text_embeddings)
     metrics = final_metrics(scores, image_embeddings, text_embeddings, data, config.train.noise_threshold)
     metrics["best_epoch"] = trainer.best_epoch
-    from srem_core.atomic import append_json_line
-
-    append_json_line(run_dir / "metrics.jsonl", metrics)
+    atomic.append_json_line(run_dir / "metrics.jsonl", metrics)
     write_config(run_dir, config=config.to_dict(), data=data_record, encoder=encoder_record, device=device.type, status="complete")
     logger.info("run written to %s (format version %d)", run_dir, FORMAT_VERSION)
     return metrics

@@ -70,7 +70,6 @@ class TrainingOutcome:
     model: HeadEnsemble
     best_epoch: int
     best_val_rsum: float
-    selection_clean_prob: np.ndarray | None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -130,6 +129,7 @@ class Trainer:
 
     # ----- one epoch -----
     def _autocast(self):
+        # NOTE: the CUDA path (bfloat16 autocast, NCCL under torchrun) has not been run on a GPU yet.
         if self.device.type == "cuda" and self.config.train.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -277,6 +277,7 @@ class Trainer:
         for index, state in optimizer_state["state"].items():
             for key, value in state.items():
                 tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+
         selection = self.objective.selection
         if isinstance(selection, list):
             selections = selection
@@ -290,6 +291,7 @@ class Trainer:
         if self.config.objective.selection == "per_batch":
             for field in ("energy", "swapped_entropy", "per_pair_loss"):
                 tensors[f"forward.{field}"] = torch.as_tensor(getattr(self._forward_stats, field))
+
         atomic.write_with(folder / "last.safetensors", lambda path: save_torch_file(tensors, str(path)))
         state = {
             "epoch": epoch,
@@ -377,4 +379,4 @@ class Trainer:
             )
             if on_epoch is not None:
                 on_epoch(record)
-        return TrainingOutcome(self.model, self.best_epoch, self.best_val_rsum, None)
+        return TrainingOutcome(self.model, self.best_epoch, self.best_val_rsum)

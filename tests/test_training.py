@@ -66,7 +66,8 @@ def test_srem_selection_after_warmup(tmp_path):
     data = make_data()
     Trainer(small_config(epochs=3, warmup_epochs=1), data, tmp_path, encoder_identity="synthetic", progress=False).fit()
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert "fraction_selected" in lines[0] and 0 < lines[0]["fraction_selected"] < 1
+    assert "fraction_selected" in lines[0]
+    assert 0 < lines[0]["fraction_selected"] < 1
     history = pd.read_parquet(tmp_path / "history.parquet")
     assert history.loc[history["epoch"] == 2, "selected_clean"].any()
 
