@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import platform
 import tempfile
 import time
@@ -33,32 +34,14 @@ from srem_core.pipeline import DEFAULT_CACHE_DIR, encode_dataset, final_metrics,
 from srem_core.runs import load_heads
 from srem_core.training import Trainer, TrainingData
 
+from core_ablations import ablations
+
 logger = logging.getLogger("bench_core")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "core.json"
 NOISE_RATES = (0.2, 0.4, 0.6)
 SEEDS = (0, 1, 2)
 METHODS = ("srem", "infonce", "triplet", "ncr", "clean_only")
-
-
-def ablations() -> dict[str, dict]:
-    """SREM variants at 40% noise: each part of the shipped defaults switched off or the paper-literal choice."""
-    return {
-        "shipped defaults": {},
-        "no energy filter": {"energy_rule": "off"},
-        "energy filter: below the mean": {"energy_rule": "mean"},
-        "+ swapped-entropy weights (confidence)": {"weighting": "confidence"},
-        "+ complementary loss, uniform Q (RCL), 0.3": {"lambda_cmbcl": 0.3, "bias": "uniform"},
-        "+ complementary loss, biased Q (expected form), 0.3": {"lambda_cmbcl": 0.3, "bias": "dissimilar", "cmbcl_form": "expected"},
-        "+ complementary loss, biased Q (sum form), 0.3": {"lambda_cmbcl": 0.3, "bias": "dissimilar", "cmbcl_form": "sum"},
-        "soft clean term (clean_prob weights)": {"clean_term": "soft"},
-        "per-batch selection": {"selection": "per_batch"},
-        "no selection (every pair clean)": {"gmm_threshold": 1e-9, "energy_rule": "off"},
-        "literal reading (mean energy, weights, biased Q sum form 1.0, 5 complementary warm-up epochs)": {
-            "energy_rule": "mean", "energy_quantile": 0.5, "weighting": "confidence", "lambda_cmbcl": 1.0,
-            "bias": "dissimilar", "cmbcl_form": "sum", "warmup_epochs": 5, "warmup_clean_weight": 0.0,
-        },
-    }
 
 
 def machine_info() -> dict:
@@ -69,8 +52,6 @@ def machine_info() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    import os
-
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}
 
 
@@ -150,6 +131,7 @@ def main() -> None:
     results["date"] = time.strftime("%Y-%m-%d")
     results["command"] = "python bench/bench_core.py" + (" --quick" if arguments.quick else "")
     results["threads"] = arguments.threads
+    results["load_average"] = [round(value, 2) for value in os.getloadavg()]
 
     def save():
         arguments.out.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +164,7 @@ def main() -> None:
                 ablation[f"{name}|{seed}"] = metrics
                 logger.info("ablation %s seed %d: AUROC %.3f rSum %.1f", name, seed, metrics["detection_auroc"], metrics["test_rsum"])
                 save()
+    results["load_average_end"] = [round(value, 2) for value in os.getloadavg()]
     save()
 
 

@@ -5,8 +5,12 @@ are fresh draws from the same mixture. Each (size, kind) runs in its own subproc
 resident memory (``ru_maxrss``) is its own. The results go into the "search" section of a JSON file
 together with machine information, the date and the command.
 
-    python bench/bench_search.py            # 10k, 100k, 200k and 1M vectors; about 30 minutes on 2 cores
-    python bench/bench_search.py --quick    # smoke run on small sizes
+With ``--real RUN_DIR`` the script indexes a run's image embeddings instead and queries with its
+caption embeddings, in this process (no memory column), into the "search_real" section.
+
+    python bench/bench_search.py                  # 10k, 100k, 200k and 1M vectors; about 45 minutes on 2 busy cores
+    python bench/bench_search.py --quick          # smoke run on small sizes
+    python bench/bench_search.py --real demo/run  # the demo run's embeddings: images indexed, captions as queries
 """
 
 from __future__ import annotations
@@ -152,18 +156,32 @@ def run_header() -> dict:
 
 def measure(kind: str, data_dir: Path, build_repeats: int) -> dict:
     """Build one index kind over the saved data and time its searches."""
-    vectors = np.load(data_dir / "vectors.npy")
-    queries = np.load(data_dir / "queries.npy")
-    truth = np.load(data_dir / "truth.npy")
+    data = {name: np.load(data_dir / f"{name}.npy") for name in ("vectors", "queries", "truth")}
     data_mib = rss_mib()
+    # Popping the vectors leaves time_index the only reference, so it can free them after the builds.
+    row = time_index(kind, data.pop("vectors"), data["queries"], data["truth"], build_repeats)
+    return {
+        **row,
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "rss_after_loading_data_mib": round(data_mib, 1),
+    }
 
+
+def time_index(
+    kind: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, build_repeats: int,
+    tuning_queries: np.ndarray | None = None,
+) -> dict:
+    """Build ``kind`` over ``vectors`` ``build_repeats`` times, then time single and batched searches.
+
+    ``truth`` is the exact top-``K`` of ``queries``; ``tuning_queries`` goes to ``SearchIndex.fit``.
+    """
     build_seconds = []
     for _ in range(build_repeats):
         index = None  # drop the previous index so two never sit in memory together
         start = time.perf_counter()
-        index = SearchIndex(kind=kind).fit(vectors)
+        index = SearchIndex(kind=kind).fit(vectors, tuning_queries=tuning_queries)
         build_seconds.append(time.perf_counter() - start)
-    del vectors
+    del vectors  # frees the data for FAISS kinds; exact search keeps it as index.vectors_
 
     single = []
     for query in queries[:SINGLE_QUERIES]:
@@ -181,6 +199,7 @@ def measure(kind: str, data_dir: Path, build_repeats: int) -> dict:
     return {
         "kind": kind,
         "n_vectors": int(index.n_vectors_),
+        "n_lists": int(index.index_.nlist) if index.kind_ == "ivf" else None,
         "build_seconds_median": float(np.median(build_seconds)),
         "build_seconds_all": [round(s, 3) for s in build_seconds],
         "search_param": index.search_param_,
@@ -189,8 +208,6 @@ def measure(kind: str, data_dir: Path, build_repeats: int) -> dict:
         "single_query_ms_p90": 1000 * float(np.percentile(single, 90)),
         "batch_100_ms_median": 1000 * float(np.median(batch)),
         "recall_at_10": recall_at_k(found, truth),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-        "rss_after_loading_data_mib": round(data_mib, 1),
     }
 
 
@@ -239,6 +256,56 @@ def run_all(sizes, kinds, n_queries: int, output: Path, section: str, blas_threa
     write_section(output, section, {**header, **settings(n_queries), "results": rows})
 
 
+REAL_SECTION = "search_real"
+"""Default top-level key of the results JSON for ``--real``."""
+
+REAL_TUNING_CAPTIONS = 500
+"""Captions kept out of the timed queries and passed to ``fit`` as ``tuning_queries`` in the rows
+tuned on captions. ``fit`` holds out the same number of indexed vectors by default."""
+
+REAL_CONFIGURATIONS = (
+    ("exact", None),
+    ("ivf", "held-out images"),
+    ("ivf", "captions"),
+    ("hnsw", "held-out images"),
+    ("hnsw", "captions"),
+)
+"""Index kind and the queries that ``fit`` tunes on: its default, a held-out tenth of the indexed
+images (at most 500, as the app builds its index), or captions, which look like the real queries."""
+
+
+def run_real(run_dir: Path, build_repeats: int, output: Path, section: str) -> None:
+    """Index a run's image embeddings and time searches that use its caption embeddings as queries."""
+    from srem_core.runs import load_run
+
+    run = load_run(run_dir)
+    images, captions = run.image_embeddings, run.text_embeddings
+    needed = REAL_TUNING_CAPTIONS + BATCH_SIZE * BATCH_REPEATS
+    if len(captions) <= needed:
+        raise ValueError(f"run {run_dir} has {len(captions)} captions; --real needs more than {needed}")
+    order = np.random.default_rng(0).permutation(len(captions))
+    tuning, queries = captions[order[:REAL_TUNING_CAPTIONS]], captions[order[REAL_TUNING_CAPTIONS:]]
+    logger.info("Exact top-%d of %d caption queries over %d images", K, len(queries), len(images))
+    _, truth = exact_top_k(images, queries, K)
+
+    header = run_header()
+    data = {
+        "run": str(run_dir), "encoder": run.meta["encoder"]["identity"], "dim": int(images.shape[1]),
+        "n_images": int(len(images)), "n_captions": int(len(captions)),
+        "tuning_captions": REAL_TUNING_CAPTIONS, "recall_queries": int(len(queries)),
+        "single_queries": SINGLE_QUERIES, "batch_size": BATCH_SIZE, "batch_repeats": BATCH_REPEATS, "k": K,
+    }
+    rows = []
+    for kind, tuning_source in REAL_CONFIGURATIONS:
+        row = time_index(kind, images, queries, truth, build_repeats,
+                         tuning_queries=tuning if tuning_source == "captions" else None)
+        row["tuning_queries"] = tuning_source
+        logger.info("%s", json.dumps(row))
+        rows.append(row)
+    header["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_section(output, section, {**header, "data": data, "results": rows})
+
+
 def settings(n_queries: int) -> dict:
     return {
         "data": {
@@ -258,7 +325,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--output", type=Path,
         help=f"results JSON file (default {DEFAULT_OUTPUT.relative_to(REPO_ROOT)}, or {QUICK_OUTPUT} with --quick)",
     )
-    parser.add_argument("--section", default="search", help="top-level key of the results JSON to replace")
+    parser.add_argument(
+        "--real", type=Path, metavar="RUN_DIR",
+        help="index this run directory's image embeddings and query with its caption embeddings "
+             "(for example demo/run) in place of the synthetic mixture",
+    )
+    parser.add_argument(
+        "--section",
+        help=f"top-level key of the results JSON to replace (default search, or {REAL_SECTION} with --real)",
+    )
     parser.add_argument(
         "--blas-threads", type=int,
         help="OPENBLAS_NUM_THREADS for the measuring processes (default: numpy's own setting)",
@@ -276,10 +351,15 @@ def main(argv=None) -> None:
         sys.stdout.write(json.dumps(measure(args.worker, args.data_dir, args.build_repeats)) + "\n")
         return
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
+    output = args.output or (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
+    if args.real:
+        build_repeats = 1 if args.quick else BUILD_REPEATS
+        run_real(args.real, build_repeats, output, args.section or REAL_SECTION)
+        logger.info("Wrote %s", output)
+        return
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     n_queries = BATCH_SIZE * BATCH_REPEATS if args.quick else RECALL_QUERIES
-    output = args.output or (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
-    run_all(sizes, args.kinds, n_queries, output, args.section, args.blas_threads)
+    run_all(sizes, args.kinds, n_queries, output, args.section or "search", args.blas_threads)
     logger.info("Wrote %s", output)
 
 

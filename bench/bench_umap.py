@@ -109,7 +109,10 @@ def run_worker(n: int, max_fit_points: int) -> dict:
 
 
 def run_all(measured_sizes, target_size: int, max_fit_points: int, max_minutes: float, output: Path) -> None:
+    import umap
+
     header = run_header()
+    header["machine"]["umap_learn"] = umap.__version__
     settings = {"max_fit_points": max_fit_points, "random_state": RANDOM_STATE, "max_minutes": max_minutes}
     rows = []
     for n in measured_sizes:

@@ -30,12 +30,12 @@ KINDS = ("auto", "exact", "ivf", "hnsw")
 EXACT_MAX_VECTORS = 100_000
 """Largest collection that ``kind="auto"`` searches exactly. One exact query over 100,000 vectors of
 dimension 256 took 16 ms (median) and one over 200,000 took 85 ms on a busy 2-core AMD EPYC
-(bench/bench_search.py, bench/README.md), and 20 ms is the latency budget of one interactive query."""
+(bench/bench_search.py, docs/benchmarks.md), and 20 ms is the latency budget of one interactive query."""
 
 AUTO_FAISS_KIND = "ivf"
 """FAISS index that ``kind="auto"`` builds above ``EXACT_MAX_VECTORS``. At 1M vectors of dimension 256,
 IVF-flat built in 289 s and reached recall@10 0.98 at 0.2 ms per query. HNSW built in 1028 s and
-reached only 0.93 at efSearch 2048 (bench/README.md)."""
+reached only 0.93 at efSearch 2048 (docs/benchmarks.md)."""
 
 NORM_TOLERANCE = 1e-2
 """Largest accepted ``|norm - 1|`` when ``normalize=False``. Embeddings stored as float16 come back
