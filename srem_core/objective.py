@@ -112,14 +112,18 @@ class SremObjective(Objective):
         similarity = similarities[0]
         logits_per_image, logits_per_text = losses.similarity_logits(similarity, self.config.tau)
         per_pair_ce = losses.per_pair_cross_entropy(logits_per_image, logits_per_text)
+        # With a zero weight the complementary term is skipped, not computed and multiplied by 0.
+        use_complementary = self.config.lambda_cmbcl != 0
         if self.in_warmup(epoch) or self.selection is None:
-            complementary = losses.cmbcl_loss(logits_per_image, logits_per_text, similarity, bias="uniform", tau_q=self.config.tau_q)
+            if use_complementary:
+                complementary = losses.cmbcl_loss(logits_per_image, logits_per_text, similarity, bias="uniform", tau_q=self.config.tau_q)
             clean_term = self.config.warmup_clean_weight * per_pair_ce.mean()
         else:
-            complementary = losses.cmbcl_loss(
-                logits_per_image, logits_per_text, similarity, bias=self.config.bias, tau_q=self.config.tau_q,
-                form=self.config.cmbcl_form,
-            )
+            if use_complementary:
+                complementary = losses.cmbcl_loss(
+                    logits_per_image, logits_per_text, similarity, bias=self.config.bias, tau_q=self.config.tau_q,
+                    form=self.config.cmbcl_form,
+                )
             weights = torch.as_tensor(self.selection.weights[pair_indices.cpu().numpy()], device=similarity.device)
             selected = torch.as_tensor(self.selection.selected_clean[pair_indices.cpu().numpy()], device=similarity.device)
             if self.config.clean_term == "hard":
@@ -127,7 +131,7 @@ class SremObjective(Objective):
             else:
                 normaliser = weights.sum().clamp_min(1e-6)
             clean_term = (weights * per_pair_ce).sum() / normaliser
-        complementary_term = self.config.lambda_cmbcl * complementary.mean()
+        complementary_term = self.config.lambda_cmbcl * complementary.mean() if use_complementary else similarity.new_zeros(())
         loss = clean_term + complementary_term
         return loss, {"loss_clean": float(clean_term.detach()), "loss_complementary": float(complementary_term.detach())}
 
