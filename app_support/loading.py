@@ -278,7 +278,7 @@ def search_index(run: Run, modality: str):
     (up to ``srem_core.search_index.EXACT_MAX_VECTORS`` vectors) are rebuilt in memory, which takes no
     longer than reading them.
     """
-    from srem_core.search_index import SearchIndex
+    from srem_core.search_index import TUNING_QUERIES, SearchIndex
 
     if modality not in ("image", "caption"):
         raise ValueError(f"modality must be 'image' or 'caption'; got {modality!r}")
@@ -291,7 +291,12 @@ def search_index(run: Run, modality: str):
                 return loaded
         except (OSError, ValueError) as error:
             logger.warning("ignoring saved index %s: %s", folder, error)
-    index = SearchIndex(random_state=0).fit(vectors)
+    # The app queries images with caption embeddings and captions with image embeddings, so FAISS
+    # tunes its recall on a sample of the other modality (on the demo run, tuning on the indexed
+    # modality itself gave caption-query recall@10 of 0.93 instead of 0.97).
+    others = run.text_embeddings if modality == "image" else run.image_embeddings
+    sample = np.random.default_rng(0).choice(len(others), min(TUNING_QUERIES, len(others)), replace=False)
+    index = SearchIndex(random_state=0).fit(vectors, tuning_queries=np.asarray(others[np.sort(sample)], dtype=np.float32))
     if index.kind_ != "exact":
         try:
             index.save(folder)

@@ -1,4 +1,4 @@
-"""The ``srem`` command: train, eval, score, export and baseline. It parses, builds a config, calls the library."""
+"""The ``srem`` command: encode, train, eval, score, export and baseline. It parses, builds a config, calls the library."""
 
 from __future__ import annotations
 
@@ -95,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only and hide progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    encode = commands.add_parser("encode", help="encode a dataset into the feature cache, or WebDataset shards into a feature store")
+    source = encode.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="manifest, research-features folder or 'demo': fill the feature cache")
+    source.add_argument("--shards", help="WebDataset shards (a folder, a glob or a brace pattern such as 'pairs-{00000..00099}.tar')")
+    encode.add_argument("--store", help="feature store folder to write (with --shards); a rerun resumes at the first unfinished shard")
+    encode.add_argument("--encoder", default="offline", help="'offline' (EfficientNet-Lite0 + MiniLM) or 'open_clip:<model name>'")
+    encode.add_argument("--pretrained", help="open_clip weights: a hub tag or a local file")
+    encode.add_argument("--cache-dir", help="feature cache folder (with --data; default ~/.cache/srem or $SREM_CACHE_DIR)")
+    encode.add_argument("--batch-size", type=int, default=64, help="images per forward pass (with --shards)")
+    encode.add_argument("--device", choices=DEVICES, default="auto")
+
     train = commands.add_parser("train", help="train a model and write a run directory")
     _add_train_arguments(train)
     train.add_argument("--out", required=True, help="run directory to write")
@@ -105,20 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="run directory")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    score = commands.add_parser("score", help="score another manifest with a trained run")
+    score = commands.add_parser("score", help="score another manifest, or a feature store of any size, with a trained run")
     score.add_argument("run", help="run directory")
-    score.add_argument("--data", required=True, help="manifest or research-features folder to score")
-    score.add_argument("--out", required=True, help="output file (.parquet, .csv or .jsonl)")
+    target = score.add_mutually_exclusive_group(required=True)
+    target.add_argument("--data", help="manifest or research-features folder to score")
+    target.add_argument("--store", help="feature store written by 'srem encode --shards' (scored chunk by chunk)")
+    score.add_argument("--out", required=True, help="output file (.parquet, .csv or .jsonl; .parquet only with --store)")
     score.add_argument("--device", choices=DEVICES, default="auto")
     score.add_argument("--cache-dir", help="feature cache folder")
+    score.add_argument("--chunk-rows", type=int, help="with --store: rows per scoring chunk (default 65536)")
 
     export = commands.add_parser("export", help="write the manifest rows with scores, dropping or keeping flagged pairs")
-    export.add_argument("run", help="run directory")
+    export.add_argument("run", nargs="?", help="run directory (or give --scores)")
+    export.add_argument("--scores", help="a store's scores file from 'srem score --store', exported row group by row group")
+    export.add_argument("--threshold", type=float, help="with --scores: flag clean_prob below this instead of the stored is_noisy")
     keep = export.add_mutually_exclusive_group()
     keep.add_argument("--drop-noisy", action="store_true", help="write the pairs kept as clean (default)")
     keep.add_argument("--only-noisy", action="store_true", help="write only the flagged pairs")
     keep.add_argument("--all", action="store_true", help="write every pair with its scores")
-    export.add_argument("--format", choices=("csv", "jsonl", "parquet"), default="csv")
+    export.add_argument("--format", choices=("csv", "jsonl", "parquet"), help="csv (default), jsonl or parquet. With --scores, a suffix on --out sets the format")
     export.add_argument("--out", required=True, help="output file")
     export.add_argument("--ignore-decisions", action="store_true", help="ignore the decisions saved in the app")
 
@@ -172,9 +188,33 @@ def _run_eval(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _run_score(arguments: argparse.Namespace) -> int:
-    from srem_core.reports import score_manifest
+def _run_encode(arguments: argparse.Namespace) -> int:
+    from srem_core.reports import encode_shards_to_store, encode_to_cache
 
+    if arguments.shards:
+        if not arguments.store:
+            raise ValueError("--shards needs --store: the feature store folder to write (it is created if missing)")
+        summary = encode_shards_to_store(arguments.shards, arguments.store, encoder=arguments.encoder, pretrained=arguments.pretrained,
+                                         batch_size=arguments.batch_size, device=arguments.device, progress=not arguments.quiet)
+    else:
+        if arguments.store:
+            raise ValueError("--store goes with --shards; with --data the features go to the feature cache (--cache-dir)")
+        summary = encode_to_cache(arguments.data, encoder=arguments.encoder, pretrained=arguments.pretrained,
+                                  cache_dir=arguments.cache_dir, device=arguments.device, progress=not arguments.quiet)
+    _print_metrics(summary)
+    return 0
+
+
+def _run_score(arguments: argparse.Namespace) -> int:
+    from srem_core.reports import score_manifest, score_store_with_run
+
+    if arguments.store:
+        if Path(arguments.out).suffix.lower() != ".parquet":
+            raise ValueError(f"--out {arguments.out}: a store's scores are written as Parquet; name the file *.parquet "
+                             "and convert with 'srem export --scores FILE --all --format csv'")
+        _print_metrics(score_store_with_run(arguments.run, arguments.store, arguments.out, device=arguments.device,
+                                            chunk_rows=arguments.chunk_rows, progress=not arguments.quiet))
+        return 0
     path = score_manifest(arguments.run, arguments.data, arguments.out, device=arguments.device, cache_dir=arguments.cache_dir)
     logger.info("scores written to %s", path)
     return 0
@@ -189,7 +229,22 @@ def _run_export(arguments: argparse.Namespace) -> int:
         keep = "noisy"
     elif arguments.all:
         keep = "all"
-    path = export_pairs(load_run(arguments.run), keep=keep, fmt=arguments.format, out=arguments.out, apply_decisions=not arguments.ignore_decisions)
+    if (arguments.run is None) == (arguments.scores is None):
+        raise ValueError("give either a run directory or --scores FILE (a store's scores from 'srem score --store')")
+    if arguments.scores:
+        from srem_core.streaming import export_store
+
+        out = Path(arguments.out)
+        if out.suffix == "":
+            out = out.with_suffix(f".{arguments.format or 'csv'}")
+        elif arguments.format and out.suffix.lower() != f".{arguments.format}":
+            raise ValueError(f"--out {out} does not end in .{arguments.format}; with --scores the file suffix sets the format")
+        rows = export_store(arguments.scores, out, keep=keep, threshold=arguments.threshold)
+        logger.info("exported %d pairs to %s", rows, out)
+        return 0
+    if arguments.threshold is not None:
+        raise ValueError("--threshold applies to --scores; a run's flags follow its threshold and the app's decisions")
+    path = export_pairs(load_run(arguments.run), keep=keep, fmt=arguments.format or "csv", out=arguments.out, apply_decisions=not arguments.ignore_decisions)
     logger.info("exported to %s", path)
     return 0
 
@@ -205,7 +260,7 @@ def _run_baseline(arguments: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _run_train, "eval": _run_eval, "score": _run_score, "export": _run_export, "baseline": _run_baseline}
+COMMANDS = {"encode": _run_encode, "train": _run_train, "eval": _run_eval, "score": _run_score, "export": _run_export, "baseline": _run_baseline}
 
 
 def main(argv: list[str] | None = None) -> int:

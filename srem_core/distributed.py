@@ -19,8 +19,29 @@ import torch.distributed as dist
 
 logger = logging.getLogger(__name__)
 
-INIT_TIMEOUT = datetime.timedelta(minutes=10)
-"""How long ranks wait for each other at start-up and at barriers (feature extraction runs on rank 0)."""
+TIMEOUT_ENVIRONMENT = "SREM_DIST_TIMEOUT_MINUTES"
+DEFAULT_TIMEOUT_MINUTES = 30.0
+"""How long ranks wait for each other at start-up and at barriers. Rank 0 encodes any features missing
+from the cache while the others wait, so a large uncached dataset needs ``srem encode`` first or a
+longer timeout in ``SREM_DIST_TIMEOUT_MINUTES``."""
+
+
+def process_group_timeout() -> datetime.timedelta:
+    """Return the process group timeout: ``$SREM_DIST_TIMEOUT_MINUTES`` or 30 minutes.
+
+    Raises:
+        ValueError: the variable is set but is not a positive number.
+    """
+    text = os.environ.get(TIMEOUT_ENVIRONMENT, "").strip()
+    if not text:
+        return datetime.timedelta(minutes=DEFAULT_TIMEOUT_MINUTES)
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise ValueError(f"{TIMEOUT_ENVIRONMENT}={text!r} is not a positive number of minutes; unset it or set e.g. 120")
+    return datetime.timedelta(minutes=minutes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +83,7 @@ def init_from_environment(device: torch.device) -> DistributedContext:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend, timeout=INIT_TIMEOUT)
+        dist.init_process_group(backend=backend, timeout=process_group_timeout())
     context = DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size())
     logger.info("rank %d of %d joined the process group (%s)", context.rank, context.world_size, dist.get_backend())
     return context
@@ -72,10 +93,29 @@ def gather_with_grad(local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Concatenate every rank's rows (rank order), keeping gradients; ranks may hold different row counts."""
     largest = max(sizes)
     padded = torch.nn.functional.pad(local, (0, 0, 0, largest - local.shape[0]))
-    from torch.distributed.nn.functional import all_gather
-
-    parts = all_gather(padded)
+    parts = _AllGather.apply(padded)
     return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+class _AllGather(torch.autograd.Function):
+    """All-gather equal-shape tensors into (world_size, ...) with a gradient for the local part.
+
+    Every rank computes the full loss from the gathered rows, so the gradient of this rank's rows is the
+    sum over ranks of each rank's gradient for them: an all-reduce of the whole gradient, then this
+    rank's slice.
+    """
+
+    @staticmethod
+    def forward(ctx, local: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, local.contiguous())
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        gradient = gradient.contiguous()
+        dist.all_reduce(gradient, op=dist.ReduceOp.SUM)
+        return gradient[dist.get_rank()]
 
 
 def average_gradients(parameters) -> None:

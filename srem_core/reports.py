@@ -128,3 +128,78 @@ def run_zero_training_baseline(
         table = dataset.pairs[["pair_id", "split"]].assign(zero_training_score=scores)
         atomic.write_parquet(Path(out), table)
     return metrics
+
+
+def encode_to_cache(
+    data: str, *, encoder: str = "offline", pretrained: str | None = None, cache_dir: str | None = None, device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Encode every image and caption of ``data`` into the feature cache and return counts.
+
+    Later ``srem train``, ``score`` and ``baseline`` calls on the same data and encoder read the cache
+    instead of encoding again. Run it once before a distributed run, so that no rank waits for
+    encoding (see docs/distributed.md).
+    """
+    from srem_core.data import load_dataset
+    from srem_core.encoders import create_encoder
+    from srem_core.pipeline import DEFAULT_CACHE_DIR, encode_dataset
+    from srem_core.training import resolve_device
+
+    torch_device = resolve_device(device)
+    model = create_encoder(encoder, pretrained=pretrained, device=str(torch_device))
+    folder = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
+    encoded = encode_dataset(load_dataset(data), model, cache_dir=folder, device=torch_device, progress=progress)
+    return {"pairs": encoded.dataset.n_pairs, "images": int(encoded.image_features.shape[0]),
+            "skipped": len(encoded.dataset.skipped), "encoder": encoded.encoder_identity, "cache_dir": str(folder)}
+
+
+def encode_shards_to_store(
+    shards: str, store: str, *, encoder: str = "offline", pretrained: str | None = None, batch_size: int = 64, device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Encode WebDataset shards in order into a resumable feature store (``streaming.extract_shard_features``)."""
+    from srem_core.encoders import create_encoder
+    from srem_core.streaming import extract_shard_features
+    from srem_core.training import resolve_device
+
+    torch_device = resolve_device(device)
+    model = create_encoder(encoder, pretrained=pretrained, device=str(torch_device))
+    summary = extract_shard_features(model, shards, store, batch_size=batch_size, device=torch_device, progress=progress)
+    return {"rows": summary.n_rows, "shards_encoded": len(summary.shards_encoded),
+            "shards_already_done": len(summary.shards_already_done), "skipped": summary.n_skipped}
+
+
+def score_store_with_run(
+    run_path: str | Path, store: str | Path, out: str | Path, *, device: str = "auto", chunk_rows: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score every pair of a feature store with a trained run, streaming chunk by chunk into ``out``.
+
+    As in ``score_manifest``, ``clean_prob`` comes from a loss mixture fitted on the run's own training
+    losses, and the run's temperature, scoring batch size, seed and threshold apply. The store must
+    come from the run's encoder.
+    """
+    from srem_core.runs import load_heads
+    from srem_core.selection import LossMixtureSplitter
+    from srem_core.streaming import SCORE_CHUNK_ROWS, FeatureStore, score_store
+    from srem_core.training import resolve_device
+
+    run = load_run(run_path)
+    config = RunConfig.from_dict(run.config)
+    identity = FeatureStore(store).encoder_identity
+    if identity != run.meta["encoder"]["identity"]:
+        raise ValueError(
+            f"The store {store} holds features of {identity!r}, but the run {run.path} was trained on "
+            f"{run.meta['encoder']['identity']!r}. Encode the shards again with the run's encoder "
+            f"(srem encode --shards ... --encoder {run.meta['encoder']['name']})."
+        )
+    torch_device = resolve_device(device)
+    heads = load_heads(run.path / "model.safetensors", encoder_identity=identity, device=str(torch_device))
+    train_losses = run.scores.loc[run.scores["split"] == "train", "per_pair_loss"].to_numpy()
+    splitter = LossMixtureSplitter(random_state=config.train.seed).fit(train_losses)
+    result = score_store(
+        heads, store, tau=config.objective.tau, batch_size=config.train.score_batch_size, seed=config.train.seed, out=out,
+        splitter=splitter, threshold=config.train.noise_threshold, chunk_rows=chunk_rows or SCORE_CHUNK_ROWS, device=torch_device,
+        progress=progress,
+    )
+    return {"pairs": result.n_rows, "flagged": result.n_noisy, "out": str(result.path)}

@@ -237,3 +237,96 @@ def test_export_absolute_paths(trained_run, tmp_path):
     export_pairs(load_run(trained_run), keep="all", fmt="csv", out=out, absolute_paths=True)
     table = pd.read_csv(out)
     assert all(Path(path).is_absolute() and Path(path).exists() for path in table["image_path"])
+
+
+def write_demo_shards(table: pd.DataFrame, folder: Path, starts: tuple[int, ...], size: int) -> Path:
+    """Write img2dataset-style shards (``.jpg`` + ``.txt`` per key) of demo rows into ``folder``."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    folder.mkdir()
+    for shard_index, start in enumerate(starts):
+        with tarfile.open(folder / f"{shard_index:05d}.tar", "w") as tar:
+            for row in table.iloc[start : start + size].itertuples():
+                buffer = io.BytesIO()
+                Image.open(row.image_path).convert("RGB").save(buffer, format="JPEG")
+                for suffix, payload in ((".jpg", buffer.getvalue()), (".txt", row.caption.encode())):
+                    info = tarfile.TarInfo(f"{row.Index:09d}{suffix}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    return folder
+
+
+def test_encode_fills_cache_then_train_reads_it(subset, cache_dir, capsys):
+    assert main(["-q", "encode", "--data", str(subset), "--device", "cpu", "--cache-dir", str(cache_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "pairs                        160" in printed
+    assert str(cache_dir) in printed
+
+
+def test_store_encode_score_export(trained_run, subset, tmp_path, capsys):
+    shards = write_demo_shards(pd.read_csv(subset), tmp_path / "shards", (0, 12), 12)
+    store = tmp_path / "store"
+    assert main(["-q", "encode", "--shards", str(shards), "--store", str(store), "--device", "cpu", "--batch-size", "5"]) == 0
+    assert "rows                         24" in capsys.readouterr().out
+    # A second call finds both shards complete and encodes nothing.
+    assert main(["-q", "encode", "--shards", str(shards), "--store", str(store), "--device", "cpu"]) == 0
+    second = capsys.readouterr().out
+    assert "shards_already_done          2" in second and "shards_encoded               0" in second
+
+    scores_path = tmp_path / "scores.parquet"
+    assert main(["-q", "score", str(trained_run), "--store", str(store), "--out", str(scores_path), "--device", "cpu", "--chunk-rows", "12"]) == 0
+    scores = pd.read_parquet(scores_path)
+    assert len(scores) == 24
+    assert scores["clean_prob"].between(0, 1).all()
+    assert (scores["is_noisy"] == (scores["clean_prob"] < 0.5)).all()
+
+    noisy_out = tmp_path / "noisy.jsonl"
+    assert main(["-q", "export", "--scores", str(scores_path), "--only-noisy", "--out", str(noisy_out)]) == 0
+    exported = pd.read_json(noisy_out, lines=True)
+    assert len(exported) == int(scores["is_noisy"].sum())
+    everything = tmp_path / "everything"
+    assert main(["-q", "export", "--scores", str(scores_path), "--all", "--threshold", "1.0", "--out", str(everything)]) == 0
+    assert len(pd.read_csv(tmp_path / "everything.csv")) == 24
+
+
+def test_store_command_errors(trained_run, tmp_path, caplog):
+    assert main(["-q", "encode", "--shards", str(tmp_path / "none-*.tar")]) == 2
+    assert main(["-q", "encode", "--shards", str(tmp_path), "--device", "cpu"]) == 2
+    assert "--shards needs --store" in caplog.text
+    assert main(["-q", "score", str(trained_run), "--store", str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "a store's scores are written as Parquet" in caplog.text
+    assert main(["-q", "export", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "give either a run directory or --scores FILE" in caplog.text
+    assert main(["-q", "export", "--scores", str(tmp_path / "s.parquet"), "--format", "csv", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "does not end in .csv" in caplog.text
+
+
+def test_score_store_from_another_encoder_names_the_fix(trained_run, tmp_path, caplog):
+    from srem_core.streaming import FeatureStore
+
+    FeatureStore.create(tmp_path / "store", encoder_identity="open_clip:ViT-B-32:random-init-seed0", image_dim=512, text_dim=512)
+    assert main(["-q", "score", str(trained_run), "--store", str(tmp_path / "store"), "--out", str(tmp_path / "s.parquet")]) == 2
+    assert "holds features of 'open_clip:ViT-B-32:random-init-seed0'" in caplog.text
+    assert "Encode the shards again with the run's encoder (srem encode --shards ... --encoder offline)" in caplog.text
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_torchrun_two_processes_match_one(subset, cache_dir, tmp_path):
+    """The documented torchrun command trains like one process on the same global batch."""
+    assert main(["-q", "encode", "--data", str(subset), "--device", "cpu", "--cache-dir", str(cache_dir)]) == 0
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert main(train_arguments(subset, cache_dir, single)) == 0
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip(f"torchrun is not installed next to {sys.executable}")
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "srem_core.cli", *train_arguments(subset, cache_dir, double)]
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    one, two = load_run(single).scores, load_run(double).scores
+    for column in ("energy", "swapped_entropy", "per_pair_loss", "clean_prob"):
+        assert np.abs(one[column].to_numpy() - two[column].to_numpy()).max() <= 1e-4, column
+    assert json.loads((double / "config.json").read_text())["status"] == "complete"

@@ -51,3 +51,18 @@ def test_local_slices_cover_batch_in_order():
     parts = [DistributedContext(rank=rank, world_size=3).local_slice(rows) for rank in range(3)]
     assert np.concatenate(parts).tolist() == rows.tolist()
     assert DistributedContext(rank=0, world_size=3).slice_sizes(11) == [4, 4, 3]
+
+
+def test_process_group_timeout_from_environment(monkeypatch):
+    import datetime
+
+    from srem_core.distributed import process_group_timeout
+
+    monkeypatch.delenv("SREM_DIST_TIMEOUT_MINUTES", raising=False)
+    assert process_group_timeout() == datetime.timedelta(minutes=30)
+    monkeypatch.setenv("SREM_DIST_TIMEOUT_MINUTES", "90")
+    assert process_group_timeout() == datetime.timedelta(minutes=90)
+    for bad in ("0", "-5", "soon"):
+        monkeypatch.setenv("SREM_DIST_TIMEOUT_MINUTES", bad)
+        with pytest.raises(ValueError, match=f"SREM_DIST_TIMEOUT_MINUTES='{bad}' is not a positive number of minutes"):
+            process_group_timeout()
