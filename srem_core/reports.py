@@ -181,7 +181,8 @@ def score_store_with_run(
     """
     from srem_core.runs import load_heads
     from srem_core.selection import LossMixtureSplitter
-    from srem_core.streaming import SCORE_CHUNK_ROWS, FeatureStore, score_store
+    from srem_core.feature_store import FeatureStore
+    from srem_core.streaming import SCORE_CHUNK_ROWS, score_store
     from srem_core.training import resolve_device
 
     run = load_run(run_path)

@@ -305,7 +305,7 @@ def test_store_command_errors(trained_run, tmp_path, caplog):
 
 
 def test_score_store_from_another_encoder_names_the_fix(trained_run, tmp_path, caplog):
-    from srem_core.streaming import FeatureStore
+    from srem_core.feature_store import FeatureStore
 
     FeatureStore.create(tmp_path / "store", encoder_identity="open_clip:ViT-B-32:random-init-seed0", image_dim=512, text_dim=512)
     assert main(["-q", "score", str(trained_run), "--store", str(tmp_path / "store"), "--out", str(tmp_path / "s.parquet")]) == 2

@@ -20,13 +20,13 @@ import pytest
 import torch
 from PIL import Image
 
-from srem_core import streaming
+from srem_core import feature_store, streaming
 from srem_core.encoders.base import Encoder
 from srem_core.model import HeadEnsemble, ProjectionHeads
 from srem_core.scoring import embed_inputs, score_pairs
 from srem_core.selection import LossMixtureSplitter
+from srem_core.feature_store import FeatureStore
 from srem_core.streaming import (
-    FeatureStore,
     chunk_bounds,
     export_store,
     extract_shard_features,
@@ -123,8 +123,8 @@ def store_snapshot(folder: Path) -> dict:
     """Return the feature file bytes, keys, skipped samples and progress record of a store."""
     store = FeatureStore(folder)
     return {
-        "image": Path(folder / streaming.FEATURE_FILES["image"]).read_bytes(),
-        "text": Path(folder / streaming.FEATURE_FILES["text"]).read_bytes(),
+        "image": Path(folder / feature_store.FEATURE_FILES["image"]).read_bytes(),
+        "text": Path(folder / feature_store.FEATURE_FILES["text"]).read_bytes(),
         "keys": store.keys(),
         "skipped": store.skipped(),
         "progress": store.progress,
@@ -158,7 +158,7 @@ def test_extract_writes_features_and_keys(tmp_path):
     expected_text = FakeEncoder().encode_texts(["caption 14"])[0].numpy()
     np.testing.assert_array_equal(store.features("text")[13], expected_text.astype(np.float16))
     assert [(Path(item.source).name, item.item_id) for item in store.skipped()] == [("00001.tar", "000010003")]
-    assert np.load(tmp_path / "store" / streaming.FEATURE_FILES["image"], mmap_mode="r").shape == (19, 6)
+    assert np.load(tmp_path / "store" / feature_store.FEATURE_FILES["image"], mmap_mode="r").shape == (19, 6)
 
 
 def test_extract_records_unreadable_shard(tmp_path):
@@ -202,7 +202,7 @@ def test_extract_resumes_after_crash(tmp_path):
         extract_shard_features(FakeEncoder(crash_at_call=8), tmp_path / "shards", tmp_path / "store", batch_size=BATCH_SIZE, progress=False)
     interrupted = FeatureStore(tmp_path / "store")
     row_bytes = FakeEncoder.image_dim * 2
-    image_file = tmp_path / "store" / streaming.FEATURE_FILES["image"]
+    image_file = tmp_path / "store" / feature_store.FEATURE_FILES["image"]
     assert interrupted.n_rows == 20
     assert image_file.stat().st_size > interrupted._offsets["image"] + 20 * row_bytes
 
@@ -284,7 +284,7 @@ def test_extract_rejects_other_encoder(tmp_path):
 
 
 def test_feature_store_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is not a feature store. Run extract_shard_features first."):
+    with pytest.raises(FileNotFoundError, match=r"is not a feature store. Create one with `srem encode --shards SHARDS --store FOLDER`"):
         FeatureStore(tmp_path)
 
 
@@ -335,7 +335,7 @@ def test_score_store_one_chunk_matches_memory(store_dir, heads, tmp_path):
     np.testing.assert_allclose(scores["clean_prob"], splitter.clean_prob(expected["per_pair_loss"].to_numpy()), atol=1e-5)
     assert scores["is_noisy"].tolist() == (scores["clean_prob"] < 0.5).tolist()
     assert result.n_noisy == int(scores["is_noisy"].sum())
-    pd.testing.assert_frame_equal(scores[list(streaming.KEY_COLUMNS)], FeatureStore(store_dir).keys())
+    pd.testing.assert_frame_equal(scores[list(feature_store.KEY_COLUMNS)], FeatureStore(store_dir).keys())
 
 
 def test_score_store_chunks_match_memory(store_dir, heads, tmp_path):
