@@ -194,6 +194,8 @@ def run_all(n_rows: int, work_root: Path | None, keep_files: bool, output: Path)
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(),
     }
+    if work_root is not None:
+        work_root.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="srem_bench_streaming_", dir=work_root))
     logger.info("Working in %s with %d pairs", work_dir, n_rows)
     try:

@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     target = score.add_mutually_exclusive_group(required=True)
     target.add_argument("--data", help="manifest or research-features folder to score")
     target.add_argument("--store", help="feature store written by 'srem encode --shards' (scored chunk by chunk)")
-    score.add_argument("--out", required=True, help="output file (.parquet, .csv or .jsonl; .parquet only with --store)")
+    score.add_argument("--out", required=True, help="output file: .parquet, .csv or .jsonl with --data, .parquet with --store")
     score.add_argument("--device", choices=DEVICES, default="auto")
     score.add_argument("--cache-dir", help="feature cache folder")
     score.add_argument("--chunk-rows", type=int, help="with --store: rows per scoring chunk (default 65536)")
@@ -215,7 +215,8 @@ def _run_score(arguments: argparse.Namespace) -> int:
         _print_metrics(score_store_with_run(arguments.run, arguments.store, arguments.out, device=arguments.device,
                                             chunk_rows=arguments.chunk_rows, progress=not arguments.quiet))
         return 0
-    path = score_manifest(arguments.run, arguments.data, arguments.out, device=arguments.device, cache_dir=arguments.cache_dir)
+    path = score_manifest(arguments.run, arguments.data, arguments.out, device=arguments.device, cache_dir=arguments.cache_dir,
+                          progress=not arguments.quiet)
     logger.info("scores written to %s", path)
     return 0
 
@@ -231,8 +232,13 @@ def _run_export(arguments: argparse.Namespace) -> int:
         keep = "all"
     if (arguments.run is None) == (arguments.scores is None):
         raise ValueError("give either a run directory or --scores FILE (a store's scores from 'srem score --store')")
+    if arguments.threshold is not None and not 0.0 <= arguments.threshold <= 1.0:
+        raise ValueError(f"--threshold {arguments.threshold} is outside [0, 1]; clean_prob is a probability")
     if arguments.scores:
         from srem_core.streaming import export_store
+
+        if not Path(arguments.scores).is_file():
+            raise FileNotFoundError(f"--scores {arguments.scores} not found. Write it with 'srem score RUN --store FOLDER --out FILE.parquet'.")
 
         out = Path(arguments.out)
         if out.suffix == "":

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 TIMEOUT_ENVIRONMENT = "SREM_DIST_TIMEOUT_MINUTES"
 DEFAULT_TIMEOUT_MINUTES = 30.0
+MAX_TIMEOUT_MINUTES = 7 * 24 * 60.0
+"""Largest accepted timeout (one week). It rejects inf and huge values, which ``timedelta`` cannot hold."""
 """How long ranks wait for each other at start-up and at barriers. Rank 0 encodes any features missing
 from the cache while the others wait, so a large uncached dataset needs ``srem encode`` first or a
 longer timeout in ``SREM_DIST_TIMEOUT_MINUTES``."""
@@ -30,7 +32,7 @@ def process_group_timeout() -> datetime.timedelta:
     """Return the process group timeout: ``$SREM_DIST_TIMEOUT_MINUTES`` or 30 minutes.
 
     Raises:
-        ValueError: the variable is set but is not a positive number.
+        ValueError: the variable is set but is not a number of minutes in (0, MAX_TIMEOUT_MINUTES].
     """
     text = os.environ.get(TIMEOUT_ENVIRONMENT, "").strip()
     if not text:
@@ -39,8 +41,10 @@ def process_group_timeout() -> datetime.timedelta:
         minutes = float(text)
     except ValueError:
         minutes = -1.0
-    if not minutes > 0:
-        raise ValueError(f"{TIMEOUT_ENVIRONMENT}={text!r} is not a positive number of minutes; unset it or set e.g. 120")
+    if not 0 < minutes <= MAX_TIMEOUT_MINUTES:
+        raise ValueError(
+            f"{TIMEOUT_ENVIRONMENT}={text!r} is not a number of minutes in (0, {MAX_TIMEOUT_MINUTES:g}]; unset it or set e.g. 120"
+        )
     return datetime.timedelta(minutes=minutes)
 
 

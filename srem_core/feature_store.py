@@ -3,7 +3,7 @@
 Files of a store folder:
 
 - ``progress.json``: the commit record. It contains the committed row count, the encoder identity,
-  the feature sizes and one record per completed shard (path, bytes, rows, skipped samples).
+  the feature sizes and one record per completed shard (path, bytes, fingerprint, rows, skipped samples).
 - ``image_features.f16.npy`` and ``text_features.f16.npy``: float16 arrays (rows, dim) in .npy format.
   Rows past the committed count are left over from an interrupted shard.
 - ``keys/chunk-NNNNN.parquet``: one per completed shard, with the columns of ``KEY_SCHEMA``.
@@ -18,6 +18,7 @@ nothing enforces that.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -165,7 +166,8 @@ class FeatureStore:
 
         n_rows = self.n_rows + len(keys)
         self._set_rows(n_rows)
-        record = {"path": str(shard.resolve()), "bytes": shard.stat().st_size, "rows": len(keys), "skipped": len(skipped)}
+        record = {"path": str(shard.resolve()), "bytes": shard.stat().st_size, "fingerprint": shard_fingerprint(shard),
+                  "rows": len(keys), "skipped": len(skipped)}
         progress = {**self.progress, "n_rows": n_rows, "shards": [*self.progress["shards"], record]}
         atomic.write_json(self.folder / PROGRESS_FILE, progress)
         self.progress = progress
@@ -190,6 +192,26 @@ class FeatureStore:
                     )
                 handle.flush()
                 os.fsync(handle.fileno())
+
+
+FINGERPRINT_BYTES = 1 << 16
+
+
+def shard_fingerprint(path: Path) -> str:
+    """Return a SHA-256 hex digest of a shard's size, first 64 KiB and last 64 KiB.
+
+    Tar files are padded to 10,240-byte blocks, so two different shards often have the same size. Their
+    first member headers and contents differ, so the fingerprint tells them apart without reading
+    whole shards of hundreds of megabytes.
+    """
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(FINGERPRINT_BYTES))
+        handle.seek(max(0, size - FINGERPRINT_BYTES))
+        digest.update(handle.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()
 
 
 def _create_empty_store(folder: Path, encoder_identity: str, image_dim: int, text_dim: int) -> None:

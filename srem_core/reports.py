@@ -44,7 +44,9 @@ def evaluate_run(path: str | Path) -> dict:
     return metrics
 
 
-def score_manifest(run_path: str | Path, data: str, out: str | Path, *, device: str = "auto", cache_dir: str | None = None) -> Path:
+def score_manifest(
+    run_path: str | Path, data: str, out: str | Path, *, device: str = "auto", cache_dir: str | None = None, progress: bool = True
+) -> Path:
     """Score every pair of another dataset with a trained run and write one row per pair to ``out``.
 
     ``clean_prob`` uses a loss mixture fitted on the run's own training losses, so a score means the same
@@ -63,7 +65,7 @@ def score_manifest(run_path: str | Path, data: str, out: str | Path, *, device: 
     torch_device = resolve_device(device)
     encoder = create_encoder(run.meta["encoder"]["name"], pretrained=run.meta["encoder"].get("pretrained"), device=str(torch_device))
     heads = load_heads(run.path / "model.safetensors", encoder_identity=encoder.identity, device=str(torch_device))
-    encoded = encode_dataset(load_dataset(data), encoder, cache_dir=Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR, device=torch_device, progress=True)
+    encoded = encode_dataset(load_dataset(data), encoder, cache_dir=Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR, device=torch_device, progress=progress)
     dataset = encoded.dataset
     image_embeddings, text_embeddings = embed_inputs(heads, encoded.image_features, encoded.text_features, torch_device)
     if dataset.n_pairs < 2:
@@ -159,14 +161,17 @@ def encode_shards_to_store(
 ) -> dict:
     """Encode WebDataset shards in order into a resumable feature store (``streaming.extract_shard_features``)."""
     from srem_core.encoders import create_encoder
+    from srem_core.feature_store import FeatureStore
     from srem_core.streaming import extract_shard_features
     from srem_core.training import resolve_device
 
     torch_device = resolve_device(device)
     model = create_encoder(encoder, pretrained=pretrained, device=str(torch_device))
     summary = extract_shard_features(model, shards, store, batch_size=batch_size, device=torch_device, progress=progress)
+    # Samples skipped by earlier calls stay in <store>/skipped/, so the total is read from the store.
     return {"rows": summary.n_rows, "shards_encoded": len(summary.shards_encoded),
-            "shards_already_done": len(summary.shards_already_done), "skipped": summary.n_skipped}
+            "shards_already_done": len(summary.shards_already_done), "skipped": summary.n_skipped,
+            "skipped_in_store": len(FeatureStore(store).skipped())}
 
 
 def score_store_with_run(

@@ -29,7 +29,7 @@ from srem_core.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES
 from srem_core.data.pairs import SkippedItem
 from srem_core.data.webdataset import REFERENCE_SEPARATOR, expand_shards, iter_shard
 from srem_core.encoders.base import Encoder
-from srem_core.feature_store import FEATURE_DTYPE, KEY_COLUMNS, KEY_SCHEMA, FeatureStore
+from srem_core.feature_store import FEATURE_DTYPE, KEY_COLUMNS, KEY_SCHEMA, FeatureStore, shard_fingerprint
 from srem_core.scoring import embed_inputs, score_pairs
 from srem_core.selection import LossMixtureSplitter
 
@@ -114,29 +114,39 @@ def extract_shard_features(
 def _completed_shards(store: FeatureStore, paths: list[Path]) -> set[Path]:
     """Return the shards of ``paths`` that the store completed already.
 
-    A shard matches a record by its resolved path, or else by file name and size, so that a moved shard
-    folder does not encode every shard a second time. The keys of a moved shard keep the old paths.
+    A shard matches a record by its resolved path, or else by file name, size and fingerprint
+    (``shard_fingerprint``), so that a moved shard folder does not encode every shard a second time.
+    The keys of a moved shard keep the old paths. Records written before fingerprints existed match a
+    moved shard by name and size alone.
 
     Raises:
-        ValueError: a shard at a recorded path has another size than when it was encoded.
+        ValueError: a shard at a recorded path has another size or fingerprint than when it was encoded.
     """
-    by_path = {record["path"]: record["bytes"] for record in store.completed_shards}
-    by_name = {(Path(record["path"]).name, record["bytes"]): record["path"] for record in store.completed_shards}
+    by_path = {record["path"]: record for record in store.completed_shards}
+    by_name: dict[tuple[str, int], list[dict]] = {}
+    for record in store.completed_shards:
+        by_name.setdefault((Path(record["path"]).name, record["bytes"]), []).append(record)
     done = set()
     for path in paths:
         size = path.stat().st_size
-        recorded_size = by_path.get(str(path.resolve()))
-        if recorded_size is not None and recorded_size != size:
-            raise ValueError(
-                f"Shard {path} has {size} bytes but had {recorded_size} when it was encoded into "
-                f"{store.folder}. Encode the changed shards into a new store folder."
-            )
-        if recorded_size is not None:
+        record = by_path.get(str(path.resolve()))
+        if record is not None:
+            fingerprint = shard_fingerprint(path) if "fingerprint" in record else None
+            if record["bytes"] != size or fingerprint != record.get("fingerprint"):
+                raise ValueError(
+                    f"Shard {path} changed since it was encoded into {store.folder} ({size} bytes now, "
+                    f"{record['bytes']} then). Encode the changed shards into a new store folder."
+                )
             done.add(path)
-        elif (path.name, size) in by_name:
+            continue
+        candidates = by_name.get((path.name, size), [])
+        if candidates and any("fingerprint" in item for item in candidates):
+            fingerprint = shard_fingerprint(path)
+            candidates = [item for item in candidates if item.get("fingerprint", fingerprint) == fingerprint]
+        if candidates:
             logger.warning(
-                "Shard %s has the name and size of completed shard %s, so it is not encoded again. Its keys "
-                "keep the old path.", path, by_name[(path.name, size)],
+                "Shard %s has the name, size and content of completed shard %s, so it is not encoded again. "
+                "Its keys keep the old path.", path, candidates[0]["path"],
             )
             done.add(path)
     return done
@@ -372,8 +382,9 @@ def export_store(
 
     ``keep="clean"`` writes the pairs that are not noisy (the cleaned list), ``"noisy"`` only the noisy
     ones and ``"all"`` every pair. Noisy means ``is_noisy`` as scored, or ``clean_prob < threshold`` when
-    ``threshold`` is given. The suffix of ``out`` sets the format: ``.csv``, ``.jsonl`` or ``.parquet``.
-    At most ``batch_rows`` rows are in memory at once, and ``out`` appears atomically.
+    ``threshold`` is given, and then the written ``is_noisy`` column follows ``threshold`` too. The
+    suffix of ``out`` sets the format: ``.csv``, ``.jsonl`` or ``.parquet``. At most ``batch_rows`` rows
+    are in memory at once, and ``out`` appears atomically.
 
     Raises:
         ValueError: an unknown ``keep`` or suffix, or ``threshold`` outside [0, 1].
@@ -396,6 +407,9 @@ def export_store(
                 noisy = table.column("is_noisy").to_numpy()
             else:
                 noisy = table.column("clean_prob").to_numpy() < threshold
+                # The written flags follow the threshold that selected the rows.
+                position = table.schema.get_field_index("is_noisy")
+                table = table.set_column(position, table.schema.field(position), pa.array(noisy))
             if keep == "clean":
                 table = table.filter(pa.array(~noisy))
             elif keep == "noisy":

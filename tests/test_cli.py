@@ -274,7 +274,9 @@ def test_store_encode_score_export(trained_run, subset, tmp_path, capsys):
     # A second call finds both shards complete and encodes nothing.
     assert main(["-q", "encode", "--shards", str(shards), "--store", str(store), "--device", "cpu"]) == 0
     second = capsys.readouterr().out
-    assert "shards_already_done          2" in second and "shards_encoded               0" in second
+    assert "shards_already_done          2" in second
+    assert "shards_encoded               0" in second
+    assert "skipped_in_store             0" in second
 
     scores_path = tmp_path / "scores.parquet"
     assert main(["-q", "score", str(trained_run), "--store", str(store), "--out", str(scores_path), "--device", "cpu", "--chunk-rows", "12"]) == 0
@@ -300,8 +302,13 @@ def test_store_command_errors(trained_run, tmp_path, caplog):
     assert "a store's scores are written as Parquet" in caplog.text
     assert main(["-q", "export", "--out", str(tmp_path / "x.csv")]) == 2
     assert "give either a run directory or --scores FILE" in caplog.text
+    (tmp_path / "s.parquet").write_bytes(b"")
     assert main(["-q", "export", "--scores", str(tmp_path / "s.parquet"), "--format", "csv", "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "does not end in .csv" in caplog.text
+    assert main(["-q", "export", "--scores", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--scores " + str(tmp_path / "none.parquet") + " not found. Write it with 'srem score RUN --store FOLDER" in caplog.text
+    assert main(["-q", "export", "--scores", str(tmp_path / "s.parquet"), "--threshold", "1.5", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--threshold 1.5 is outside [0, 1]" in caplog.text
 
 
 def test_score_store_from_another_encoder_names_the_fix(trained_run, tmp_path, caplog):

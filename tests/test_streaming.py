@@ -268,8 +268,33 @@ def test_extract_rejects_changed_shard(tmp_path):
     extract_shard_features(FakeEncoder(), tmp_path / "shards", tmp_path / "store", progress=False)
     write_shard(shards[0], [("a.png", image_bytes((1, 2, 3))), ("a.txt", b"a")])
 
-    with pytest.raises(ValueError, match=r"Shard .*00000.tar has \d+ bytes but had \d+ when it was encoded"):
+    with pytest.raises(ValueError, match=r"Shard .*00000.tar changed since it was encoded into .*store \(\d+ bytes now, \d+ then\)"):
         extract_shard_features(FakeEncoder(), tmp_path / "shards", tmp_path / "store", progress=False)
+
+
+def test_extract_rejects_same_size_rewrite(tmp_path):
+    shards = write_shards(tmp_path / "shards", n_shards=2)
+    extract_shard_features(FakeEncoder(), tmp_path / "shards", tmp_path / "store", progress=False)
+    size = shards[0].stat().st_size
+    shards[0].write_bytes(shards[1].read_bytes())  # tar padding often gives different shards one size
+    assert shards[0].stat().st_size == size
+
+    with pytest.raises(ValueError, match=r"Shard .*00000.tar changed since it was encoded"):
+        extract_shard_features(FakeEncoder(), tmp_path / "shards", tmp_path / "store", progress=False)
+
+
+def test_extract_encodes_other_shard_of_same_name_and_size(tmp_path):
+    shards = write_shards(tmp_path / "shards", n_shards=2)
+    extract_shard_features(FakeEncoder(), shards[0], tmp_path / "store", progress=False)
+    other = tmp_path / "elsewhere" / "00000.tar"
+    other.parent.mkdir()
+    other.write_bytes(shards[1].read_bytes())
+    assert other.stat().st_size == shards[0].stat().st_size
+
+    summary = extract_shard_features(FakeEncoder(), other, tmp_path / "store", progress=False)
+
+    assert summary.shards_encoded == [str(other)]
+    assert summary.n_rows == 20
 
 
 def test_extract_rejects_other_encoder(tmp_path):
@@ -449,6 +474,10 @@ def test_export_store_threshold(scores_path, tmp_path):
     exported = pd.read_parquet(tmp_path / "noisy.parquet")
     assert exported["row"].tolist() == scores.loc[scores["clean_prob"] < threshold, "row"].tolist()
     assert count == len(exported) > 0
+    assert exported["is_noisy"].all()
+    export_store(scores_path, tmp_path / "all.csv", keep="all", threshold=threshold)
+    everything = pd.read_csv(tmp_path / "all.csv")
+    assert (everything["is_noisy"] == (everything["clean_prob"] < threshold)).all()
     metadata = pq.ParquetFile(tmp_path / "noisy.parquet").metadata
     assert max(metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)) <= 7
 

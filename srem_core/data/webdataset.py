@@ -276,8 +276,12 @@ class _MemberReader:
         if self.last_member:
             where = f"after member {self.last_member}"
         size = self.shard.stat().st_size
+        position = f"byte {offset} of {size}"
+        if offset > size:
+            # tarfile's offset already counts the data that the last header declares, past the cut.
+            position = f"its end (byte {size}; the last member header declares data up to byte {offset})"
         return (
-            f"the shard is damaged at byte {offset} of {size}, {where}: {problem}. The rest of the shard "
+            f"the shard is damaged at {position}, {where}: {problem}. The rest of the shard "
             "is skipped. An interrupted download or copy is the usual cause, so fetch or write the shard "
             "again."
         )
