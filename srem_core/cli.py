@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and write a run directory")
     _add_train_arguments(train)
     train.add_argument("--out", required=True, help="run directory to write")
-    train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint in --out")
+    train.add_argument("--resume", action="store_true",
+                       help="continue a killed run from its last checkpoint in --out (same options; a larger --epochs extends a run)")
     train.add_argument("--config", help="JSON config file (as stored in a run's config.json 'config'); overrides the options")
 
     evaluate = commands.add_parser("eval", help="print a run's retrieval and detection metrics")
@@ -155,6 +157,9 @@ def _configure_logging(arguments: argparse.Namespace) -> None:
     if arguments.verbose:
         level = logging.DEBUG
     elif arguments.quiet:
+        level = logging.WARNING
+    if int(os.environ.get("RANK", "0")) > 0 and not arguments.verbose:
+        # Under torchrun every rank logs the same epochs; rank 0 speaks for the job.
         level = logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

@@ -310,10 +310,14 @@ class Trainer:
             logger.info("no checkpoint in %s; starting from epoch 1", folder)
             return
         state = json.loads((folder / "last.json").read_text())
-        if state["config"] != self.config.to_dict():
+        # The epoch count only sets where the loop stops, so a run may be resumed with more epochs.
+        saved_config, current_config = json.loads(json.dumps(state["config"])), self.config.to_dict()
+        saved_config["train"]["epochs"] = current_config["train"]["epochs"]
+        if saved_config != current_config:
+            changes = _config_differences(saved_config, current_config)
             raise ValueError(
-                f"the checkpoint in {folder} was written with a different config; resume with the same options "
-                "or train into a new --out folder"
+                f"the checkpoint in {folder} was written with a different config ({changes}); resume with the "
+                "same options or train into a new --out folder"
             )
         tensors = load_torch_file(str(folder / "last.safetensors"), device="cpu")
         self.model.load_state_dict({key[6:]: value for key, value in tensors.items() if key.startswith("model.")})
@@ -380,3 +384,16 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(record)
         return TrainingOutcome(self.model, self.best_epoch, self.best_val_rsum)
+
+
+def _config_differences(saved: dict, current: dict, prefix: str = "") -> str:
+    """Return the differing fields of two nested config dicts as ``name: saved -> current``, comma-separated."""
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        before, after = saved.get(key), current.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            nested = _config_differences(before, after, f"{prefix}{key}.")
+            changes.extend([nested] if nested else [])
+        elif before != after:
+            changes.append(f"{prefix}{key}: {before!r} -> {after!r}")
+    return ", ".join(changes)

@@ -117,8 +117,21 @@ def test_resume_rejects_changed_config(tmp_path):
     data = make_data()
     Trainer(small_config(epochs=1), data, tmp_path, encoder_identity="synthetic", progress=False).fit()
     changed = small_config(epochs=1, tau=0.1)
-    with pytest.raises(ValueError, match="was written with a different config"):
+    with pytest.raises(ValueError, match=r"was written with a different config \(objective.tau: 0.05 -> 0.1\)"):
         Trainer(changed, data, tmp_path, encoder_identity="synthetic", progress=False).fit(resume=True)
+
+
+def test_resume_with_more_epochs_extends_run(tmp_path):
+    data = make_data()
+    Trainer(small_config(epochs=2), data, tmp_path / "full", encoder_identity="synthetic", progress=False).fit()
+    Trainer(small_config(epochs=1), data, tmp_path / "extended", encoder_identity="synthetic", progress=False).fit()
+
+    Trainer(small_config(epochs=2), data, tmp_path / "extended", encoder_identity="synthetic", progress=False).fit(resume=True)
+
+    full = pd.read_parquet(tmp_path / "full" / "history.parquet")
+    extended = pd.read_parquet(tmp_path / "extended" / "history.parquet")
+    assert sorted(extended["epoch"].unique().tolist()) == [0, 1]
+    assert np.abs(full["per_pair_loss"].to_numpy() - extended["per_pair_loss"].to_numpy()).max() <= 1e-6
 
 
 def test_training_is_deterministic(tmp_path):
