@@ -64,18 +64,18 @@ def score_pairs(
         same_size = np.stack([batch for batch in batches if len(batch) == size])
         step = min(len(same_size), max(1, STACK_ENTRIES // (size * size)))
         # Buffers are reused across stacks: fresh multi-megabyte tensors cost a page fault per 4 KiB.
-        workspace = [torch.empty(step * size, images.shape[1]), torch.empty(step * size, texts.shape[1]),
-                     torch.empty(step, size, size), torch.empty(step, size, size)]
+        shapes = [(step * size, images.shape[1]), (step * size, texts.shape[1]), (step, size, size), (step, size, size)]
+        workspace = [torch.empty(shape, device=images.device) for shape in shapes]
         for start in range(0, len(same_size), step):
             rows = same_size[start : start + step]
-            index = torch.as_tensor(rows.reshape(-1))
+            index = torch.as_tensor(rows.reshape(-1), device=images.device)
             count = len(rows)
             stacked_images = torch.index_select(images, 0, index, out=workspace[0][: count * size]).view(count, size, -1)
             stacked_texts = torch.index_select(texts, 0, index, out=workspace[1][: count * size]).view(count, size, -1)
             similarity = torch.bmm(stacked_images, stacked_texts.transpose(1, 2), out=workspace[2][:count])
             scores = _score_stack(similarity, tau, workspace[3][:count])
             for target, values in zip((energy, entropy, loss), scores):
-                target[rows.reshape(-1)] = values.reshape(-1).numpy()
+                target[rows.reshape(-1)] = values.reshape(-1).cpu().numpy()
     return PairStatistics(energy=energy, swapped_entropy=entropy, per_pair_loss=loss)
 
 
