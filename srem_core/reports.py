@@ -171,7 +171,7 @@ def encode_shards_to_store(
     # Samples skipped by earlier calls stay in <store>/skipped/, so the total is read from the store.
     return {"rows": summary.n_rows, "shards_encoded": len(summary.shards_encoded),
             "shards_already_done": len(summary.shards_already_done), "skipped": summary.n_skipped,
-            "skipped_in_store": len(FeatureStore(store).skipped())}
+            "skipped_in_store": len(FeatureStore(store).skipped()), "shards_missing": len(summary.shards_missing)}
 
 
 def score_store_with_run(

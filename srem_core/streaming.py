@@ -63,6 +63,8 @@ class ExtractionSummary:
     """Shards found complete in ``progress.json`` (by path, or by name and size) and not read again."""
     n_skipped: int
     """Samples skipped in the shards encoded by this call."""
+    shards_missing: list[str] = dataclasses.field(default_factory=list)
+    """Named shards that do not exist. They are left out, and a later call encodes them once they exist."""
 
 
 def extract_shard_features(
@@ -85,11 +87,13 @@ def extract_shard_features(
     Raises:
         ValueError: ``batch_size`` is below 1, the store belongs to another encoder, or a completed
             shard changed size since it was encoded.
-        FileNotFoundError: as ``expand_shards``.
+        FileNotFoundError: no shard of ``shards`` exists. Missing shards among existing ones are
+            skipped, logged and listed in ``ExtractionSummary.shards_missing``.
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, got {batch_size}")
-    paths = expand_shards(shards)
+    missing: list[SkippedItem] = []
+    paths = expand_shards(shards, missing=missing)
     encoder.to(torch.device(device))
     store = FeatureStore.create(
         store_dir, encoder_identity=encoder.identity, image_dim=encoder.image_dim, text_dim=encoder.text_dim
@@ -108,6 +112,7 @@ def extract_shard_features(
         shards_encoded=[str(path) for path in todo],
         shards_already_done=[str(path) for path in paths if path in done],
         n_skipped=n_skipped,
+        shards_missing=[item.source for item in missing],
     )
 
 

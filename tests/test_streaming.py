@@ -297,6 +297,23 @@ def test_extract_encodes_other_shard_of_same_name_and_size(tmp_path):
     assert summary.n_rows == 20
 
 
+def test_extract_skips_missing_shard_then_adds_it(tmp_path):
+    shards = write_shards(tmp_path / "shards", n_shards=3)
+    held_back = shards[1].with_suffix(".later")
+    shards[1].rename(held_back)
+    pattern = f"{tmp_path}/shards/{{00000..00002}}.tar"
+
+    first = extract_shard_features(FakeEncoder(), pattern, tmp_path / "store", progress=False)
+    held_back.rename(shards[1])
+    second = extract_shard_features(FakeEncoder(), pattern, tmp_path / "store", progress=False)
+
+    assert [Path(path).name for path in first.shards_missing] == ["00001.tar"]
+    assert first.n_rows == 20
+    assert second.shards_missing == []
+    assert [Path(path).name for path in second.shards_encoded] == ["00001.tar"]
+    assert second.n_rows == 30
+
+
 def test_extract_rejects_other_encoder(tmp_path):
     write_shards(tmp_path / "shards", n_shards=1)
     extract_shard_features(FakeEncoder(), tmp_path / "shards", tmp_path / "store", progress=False)

@@ -106,31 +106,42 @@ def is_webdataset_spec(spec: str | os.PathLike) -> bool:
     return text.endswith(SHARD_SUFFIX)
 
 
-def expand_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+def expand_shards(
+    spec: str | os.PathLike | Sequence[str | os.PathLike], missing: list[SkippedItem] | None = None
+) -> list[Path]:
     """Return the shard files of ``spec`` in natural order (``2.tar`` before ``10.tar``).
 
     ``spec`` is a folder (its ``*.tar`` files), a list of paths, or a pattern with glob wildcards and
     brace groups: ``{a,b}`` lists and ``{00000..00099}`` ranges, which keep the width of the first
-    number when it starts with 0.
+    number when it starts with 0. A shard named without wildcards (in a list or a brace group) that
+    does not exist raises, unless ``missing`` is given: then it is appended there as a skipped item
+    and left out, so the other shards can still be read.
 
     Raises:
-        FileNotFoundError: nothing matches, or a path named without wildcards does not exist.
+        FileNotFoundError: nothing matches, or a named shard does not exist and ``missing`` is None.
     """
+    named: list[Path] = []
     if not isinstance(spec, (str, os.PathLike)):
-        shards = [Path(item) for item in spec]
+        named = [Path(item) for item in spec]
+        shards = list(named)
     elif Path(spec).is_dir():
         shards = [path for path in Path(spec).glob(f"*{SHARD_SUFFIX}") if path.is_file()]
     else:
         shards = []
         for pattern in _expand_braces(str(spec)):
             shards.extend(Path(path) for path in sorted(glob.glob(pattern)))
-            if not glob.has_magic(pattern) and not Path(pattern).is_file():
-                raise FileNotFoundError(f"Shard {pattern} not found. Check the path, or the pattern {spec}.")
+            if not glob.has_magic(pattern):
+                named.append(Path(pattern))
+    absent = [path for path in dict.fromkeys(named) if not path.is_file()]
+    if absent and missing is None:
+        raise FileNotFoundError(f"Shards not found: {', '.join(map(str, absent[:5]))}. Check the paths, or the pattern {spec}.")
+    for path in absent:
+        reason = f"shard not found, so its samples are missing. Check the path or the pattern {spec}, then run again to add it."
+        missing.append(SkippedItem(source=str(path), item_id="", reason=reason))
+        logger.warning("Shard %s not found; it is skipped", path)
+    shards = [path for path in shards if path.is_file()]
     if not shards:
         raise FileNotFoundError(f"No {SHARD_SUFFIX} shards match {spec}. Check the folder or the pattern.")
-    missing = [str(path) for path in shards if not path.is_file()]
-    if missing:
-        raise FileNotFoundError(f"Shards not found: {', '.join(missing[:5])}. Check the paths.")
     return sorted(dict.fromkeys(shards), key=_natural_key)
 
 
@@ -169,7 +180,7 @@ def iter_webdataset(
     max_bytes: int = MAX_FILE_BYTES,
 ) -> Iterator[WebDatasetSample]:
     """Yield the usable samples of every shard of ``spec`` (see ``expand_shards``) in order."""
-    for shard in expand_shards(spec):
+    for shard in expand_shards(spec, missing=skipped):
         yield from iter_shard(
             shard, skipped, decode_images=decode_images, max_pixels=max_pixels, max_bytes=max_bytes
         )
@@ -445,12 +456,12 @@ def read_webdataset_index(
     A key that another shard already used is skipped, because pair ids must be unique.
 
     Raises:
-        FileNotFoundError: as ``expand_shards``.
+        FileNotFoundError: no shard exists (a missing shard among others is skipped and reported).
         ValueError: no shard has a usable sample.
     """
-    shards = expand_shards(spec)
-    root = Path(os.path.commonpath([str(shard.resolve().parent) for shard in shards]))
     skipped: list[SkippedItem] = []
+    shards = expand_shards(spec, missing=skipped)
+    root = Path(os.path.commonpath([str(shard.resolve().parent) for shard in shards]))
     rows, shard_of_key = [], {}
     for shard in shards:
         relative = shard.resolve().relative_to(root).as_posix()

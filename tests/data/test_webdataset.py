@@ -298,10 +298,27 @@ def test_expand_shards_orders_and_expands(tmp_path):
 def test_expand_shards_missing(tmp_path):
     (tmp_path / "00000.tar").write_bytes(b"")
 
-    with pytest.raises(FileNotFoundError, match=r"Shard .*00001.tar not found"):
+    with pytest.raises(FileNotFoundError, match=r"Shards not found: .*00001.tar. Check the paths, or the pattern"):
         expand_shards(f"{tmp_path}/{{00000..00001}}.tar")
     with pytest.raises(FileNotFoundError, match="No .tar shards match"):
         expand_shards(tmp_path / "*.tgz.tar")
+
+    missing = []
+    assert [path.name for path in expand_shards(f"{tmp_path}/{{00000..00002}}.tar", missing=missing)] == ["00000.tar"]
+    assert [Path(item.source).name for item in missing] == ["00001.tar", "00002.tar"]
+    assert missing[0].reason.startswith("shard not found, so its samples are missing.")
+    with pytest.raises(FileNotFoundError, match="No .tar shards match"):
+        expand_shards([tmp_path / "nothing.tar"], missing=[])
+
+
+def test_load_dataset_skips_missing_shard(tmp_path):
+    write_shard(tmp_path / "00000.tar", pair("a"))
+    write_shard(tmp_path / "00002.tar", pair("c"))
+
+    dataset = load_dataset(f"{tmp_path}/{{00000..00002}}.tar")
+
+    assert dataset.pairs["pair_id"].tolist() == ["a", "c"]
+    assert [(Path(item.source).name, item.item_id) for item in dataset.skipped] == [("00001.tar", "")]
 
 
 def test_is_webdataset_spec(tmp_path):
