@@ -27,7 +27,9 @@ from tqdm.auto import tqdm
 from srem_core import atomic
 from srem_core.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES
 from srem_core.data.pairs import SkippedItem
-from srem_core.data.webdataset import REFERENCE_SEPARATOR, expand_shards, iter_shard
+from srem_core.data.shard_members import REFERENCE_SEPARATOR
+from srem_core.data.shard_specs import expand_shards
+from srem_core.data.webdataset import iter_shard
 from srem_core.encoders.base import Encoder
 from srem_core.feature_store import FEATURE_DTYPE, KEY_COLUMNS, KEY_SCHEMA, FeatureStore, shard_fingerprint
 from srem_core.scoring import embed_inputs, score_pairs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from srem_core.data import webdataset
+from srem_core.data import shard_specs, webdataset
 from srem_core.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, ImageLoadError, load_image
 from srem_core.data.manifest import MANIFEST_FORMATS, read_manifest
 from srem_core.data.noise import (
@@ -82,7 +82,7 @@ def load_dataset(spec: str | os.PathLike, **options) -> PairDataset:
                 "repository, or pass the path of a manifest."
             )
         return read_manifest(DEMO_MANIFEST, **options)
-    if webdataset.is_webdataset_spec(spec):
+    if shard_specs.is_webdataset_spec(spec):
         return webdataset.read_webdataset_index(spec, **options)
     path = Path(spec)
     if path.is_dir():

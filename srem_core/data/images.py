@@ -53,10 +53,10 @@ def load_image(
         ImageLoadError: the file is missing, empty, larger than ``max_bytes``, not an image, corrupt,
             truncated, or larger than ``max_pixels``. The message names the file and the fix.
     """
-    from srem_core.data import webdataset
+    from srem_core.data import shard_members
 
-    if webdataset.split_reference(path) is not None:
-        return webdataset.load_member_image(path, max_pixels, max_bytes)
+    if shard_members.split_reference(path) is not None:
+        return shard_members.load_member_image(path, max_pixels, max_bytes)
     path = Path(path)
     _check_file(path, max_bytes)
     try:

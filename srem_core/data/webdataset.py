@@ -17,18 +17,17 @@ Two ways in: ``iter_webdataset`` streams samples one at a time for sets of any s
 ``srem_core.streaming``), and ``read_webdataset_index`` builds a ``PairDataset`` for small sets.
 A bad sample or a damaged shard never stops the reading. It is appended to the caller's ``skipped``
 list as a ``SkippedItem`` (``source`` the shard path, ``item_id`` the key, "" for the whole shard).
+
+Shard lists and patterns are expanded by ``srem_core.data.shard_specs``. Opening one image by its
+``<shard>.tar#<member>`` reference, and decoding image bytes, is ``srem_core.data.shard_members``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import glob
-import io
 import json
 import logging
 import os
-import re
 import tarfile
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -36,10 +35,10 @@ from typing import Iterator, Sequence
 import pandas as pd
 from PIL import Image
 
-# The byte decoder shares the pixel-limit check and RGB conversion of load_image, which only opens files.
 from srem_core.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, ImageLoadError
-from srem_core.data.images import _check_pixel_count, _to_rgb
 from srem_core.data.pairs import PairDataset, SkippedItem, build_dataset
+from srem_core.data.shard_members import REFERENCE_SEPARATOR, decode_image_bytes
+from srem_core.data.shard_specs import expand_shards
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +46,10 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 """Extensions read as the sample's image."""
 CAPTION_EXTENSION = "txt"
 METADATA_EXTENSION = "json"
-SHARD_SUFFIX = ".tar"
-REFERENCE_SEPARATOR = "#"
-"""Joins a shard path and a member name in an image reference: ``shards/00000.tar#000000001.jpg``."""
 MAX_LOGGED_SKIPS_PER_SHARD = 10
 """Skipped samples logged one by one per shard; a count covers the rest, so a bad shard cannot flood
 the log. Every skip is still returned in the caller's list."""
-MEMBER_INDEX_CACHE_SHARDS = 64
-"""Shards whose member offsets ``read_member_bytes`` keeps, so random access scans each header once."""
 
-_BRACE = re.compile(r"\{([^{}]*)\}")
-_NUMBER_RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
-_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,80 +86,6 @@ def split_member_name(name: str) -> tuple[str, str]:
     stem, dot, extension = base.partition(".")
     key = f"{folder}/{stem}" if folder else stem
     return key, extension.lower() if dot else ""
-
-
-def is_webdataset_spec(spec: str | os.PathLike) -> bool:
-    """Return True for a ``.tar`` file, a folder that contains ``.tar`` files, or a ``*.tar`` pattern."""
-    text = str(spec)
-    path = Path(text)
-    if path.is_dir():
-        return any(child.suffix == SHARD_SUFFIX and child.is_file() for child in path.iterdir())
-    return text.endswith(SHARD_SUFFIX)
-
-
-def expand_shards(
-    spec: str | os.PathLike | Sequence[str | os.PathLike], missing: list[SkippedItem] | None = None
-) -> list[Path]:
-    """Return the shard files of ``spec`` in natural order (``2.tar`` before ``10.tar``).
-
-    ``spec`` is a folder (its ``*.tar`` files), a list of paths, or a pattern with glob wildcards and
-    brace groups: ``{a,b}`` lists and ``{00000..00099}`` ranges, which keep the width of the first
-    number when it starts with 0. A shard named without wildcards (in a list or a brace group) that
-    does not exist raises, unless ``missing`` is given: then it is appended there as a skipped item
-    and left out, so the other shards can still be read.
-
-    Raises:
-        FileNotFoundError: nothing matches, or a named shard does not exist and ``missing`` is None.
-    """
-    named: list[Path] = []
-    if not isinstance(spec, (str, os.PathLike)):
-        named = [Path(item) for item in spec]
-        shards = list(named)
-    elif Path(spec).is_dir():
-        shards = [path for path in Path(spec).glob(f"*{SHARD_SUFFIX}") if path.is_file()]
-    else:
-        shards = []
-        for pattern in _expand_braces(str(spec)):
-            shards.extend(Path(path) for path in sorted(glob.glob(pattern)))
-            if not glob.has_magic(pattern):
-                named.append(Path(pattern))
-    absent = [path for path in dict.fromkeys(named) if not path.is_file()]
-    if absent and missing is None:
-        raise FileNotFoundError(f"Shards not found: {', '.join(map(str, absent[:5]))}. Check the paths, or the pattern {spec}.")
-    for path in absent:
-        reason = f"shard not found, so its samples are missing. Check the path or the pattern {spec}, then run again to add it."
-        missing.append(SkippedItem(source=str(path), item_id="", reason=reason))
-        logger.warning("Shard %s not found; it is skipped", path)
-    shards = [path for path in shards if path.is_file()]
-    if not shards:
-        raise FileNotFoundError(f"No {SHARD_SUFFIX} shards match {spec}. Check the folder or the pattern.")
-    return sorted(dict.fromkeys(shards), key=_natural_key)
-
-
-def _expand_braces(pattern: str) -> list[str]:
-    match = _BRACE.search(pattern)
-    if match is None:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    expanded = []
-    for item in _brace_items(match.group(1)):
-        expanded.extend(_expand_braces(head + item + tail))
-    return expanded
-
-
-def _brace_items(body: str) -> list[str]:
-    number_range = _NUMBER_RANGE.match(body)
-    if number_range is None:
-        return body.split(",")
-    first, last = number_range.groups()
-    width = len(first) if first.startswith("0") else 0
-    step = 1 if int(last) >= int(first) else -1
-    return [str(number).zfill(width) for number in range(int(first), int(last) + step, step)]
-
-
-def _natural_key(path: Path) -> tuple:
-    parts = _DIGITS.split(str(path))
-    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part) for part in parts), str(path)
 
 
 def iter_webdataset(
@@ -399,47 +316,6 @@ def _skip(skipped: list[SkippedItem], shard: Path, key: str, reason: str, n_earl
         logger.warning("Skipped the rest of shard %s: %s", shard, reason)
 
 
-def decode_image_bytes(
-    data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES
-) -> Image.Image:
-    """Decode image bytes into an RGB image with the checks of ``load_image``.
-
-    The pixel count is checked against ``max_pixels`` from the header, before decoding.
-
-    Raises:
-        ImageLoadError: empty, over ``max_bytes``, not an image, corrupt, truncated or over
-            ``max_pixels``. ``source`` names the image in the message.
-    """
-    if not data:
-        raise ImageLoadError(source, "the image is empty (0 bytes). Remove the sample or download it again.")
-    if len(data) > max_bytes:
-        raise ImageLoadError(
-            source, f"the image has {len(data)} bytes, more than the limit of {max_bytes} bytes. Check "
-            "that it is an image, or pass a larger max_bytes."
-        )
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            _check_pixel_count(Path(source), image.size, max_pixels)
-            image.load()
-            return _to_rgb(image)
-    except ImageLoadError:
-        raise
-    except Image.DecompressionBombError as error:
-        reason = f"PIL rejected the image as a possible decompression bomb ({error})."
-        raise ImageLoadError(source, reason) from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(source, _bytes_failure_reason(error)) from error
-
-
-def _bytes_failure_reason(error: Exception) -> str:
-    if isinstance(error, Image.UnidentifiedImageError):
-        return "the bytes are not an image that PIL can read. Check the member, or remove the sample."
-    return (
-        f"the image is corrupt or truncated ({type(error).__name__}: {error}). Download the image again, "
-        "or remove the sample."
-    )
-
-
 def read_webdataset_index(
     spec: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -496,67 +372,3 @@ def _index_row(sample: WebDatasetSample, relative_shard: str) -> dict:
         "key": sample.key,
         "url": sample.url,
     }
-
-
-def split_reference(reference: str | os.PathLike) -> tuple[Path, str] | None:
-    """Split ``<shard>.tar#<member>`` into (shard path, member name); None for any other path."""
-    marker = SHARD_SUFFIX + REFERENCE_SEPARATOR
-    text = str(reference)
-    position = text.find(marker)
-    if position < 0:
-        return None
-    return Path(text[: position + len(SHARD_SUFFIX)]), text[position + len(marker) :]
-
-
-def read_member_bytes(reference: str | os.PathLike) -> bytes:
-    """Return the bytes of the tar member that a ``<shard>.tar#<member>`` reference names.
-
-    Raises:
-        ValueError: ``reference`` has no ``.tar#`` part.
-        FileNotFoundError: the shard does not exist, or has no such member.
-    """
-    parts = split_reference(reference)
-    if parts is None:
-        raise ValueError(f"{reference} is not a shard reference of the form <shard>.tar#<member>.")
-    shard, member = parts
-    if not shard.is_file():
-        raise FileNotFoundError(
-            f"Shard {shard} of reference {reference} not found. Check the dataset folder."
-        )
-    status = shard.stat()
-    offsets = _member_offsets(str(shard.resolve()), status.st_size, status.st_mtime_ns)
-    if member not in offsets:
-        raise FileNotFoundError(
-            f"Shard {shard} has no member {member!r}. Read the shards again to rebuild the references."
-        )
-    offset, size = offsets[member]
-    with open(shard, "rb") as handle:
-        handle.seek(offset)
-        return handle.read(size)
-
-
-def load_member_image(
-    reference: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES
-) -> Image.Image:
-    """Read and decode the image that a ``<shard>.tar#<member>`` reference names (see ``load_image``).
-
-    Raises:
-        ImageLoadError: the shard or member is missing, or the image is bad (see ``decode_image_bytes``).
-    """
-    try:
-        data = read_member_bytes(reference)
-    except (OSError, ValueError) as error:
-        raise ImageLoadError(reference, str(error)) from error
-    return decode_image_bytes(data, str(reference), max_pixels, max_bytes)
-
-
-@functools.lru_cache(maxsize=MEMBER_INDEX_CACHE_SHARDS)
-def _member_offsets(shard: str, size: int, mtime_ns: int) -> dict[str, tuple[int, int]]:
-    """Return {member name: (data offset, size)} of a shard; size and mtime key the cache."""
-    offsets = {}
-    with tarfile.open(shard, mode="r:") as tar:
-        while (member := tar.next()) is not None:
-            tar.members = []
-            if member.isfile():
-                offsets[member.name] = (member.offset_data, member.size)
-    return offsets

@@ -219,13 +219,13 @@ def _hash_image_files(dataset: PairDataset) -> tuple[dict[int, str], dict[int, t
 
 def _content_sha256(path: Path) -> str:
     """SHA-256 of an image file, or of the tar member that a ``<shard>.tar#<member>`` path names."""
-    from srem_core.data import webdataset
+    from srem_core.data import shard_members
 
-    if webdataset.split_reference(path) is None:
+    if shard_members.split_reference(path) is None:
         return file_sha256(path)
     import hashlib
 
-    return hashlib.sha256(webdataset.read_member_bytes(path)).hexdigest()
+    return hashlib.sha256(shard_members.read_member_bytes(path)).hexdigest()
 
 
 def _encode_image_files(encoder, dataset, indices, batch_size, num_workers, progress, failures):

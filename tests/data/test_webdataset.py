@@ -17,15 +17,12 @@ from PIL import Image
 
 from srem_core.data import load_dataset
 from srem_core.data.images import ImageLoadError
+from srem_core.data.shard_members import decode_image_bytes, load_member_image, read_member_bytes
+from srem_core.data.shard_specs import expand_shards, is_webdataset_spec
 from srem_core.data.webdataset import (
     MAX_LOGGED_SKIPS_PER_SHARD,
-    decode_image_bytes,
-    expand_shards,
-    is_webdataset_spec,
     iter_shard,
     iter_webdataset,
-    load_member_image,
-    read_member_bytes,
     read_webdataset_index,
     split_member_name,
 )
