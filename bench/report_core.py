@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from core_ablations import ablations
-from report_format import ResultsFolder, finite, fixed, mean, mean_std, percent, ratio, results_block, run_line, table, target_verdict
+from report_format import ResultsFolder, finite, fixed, mean, mean_std, percent, ratio, results_block, table, target_verdict, torch_run_line
 
 RESULTS = Path(__file__).resolve().parent / "results" / "core.json"
 FILE = "core.json"
@@ -197,16 +197,8 @@ def ablation_numbers(results: dict) -> list[str]:
 
 
 def run_block(results: dict) -> list[str]:
-    machine = results.get("machine", {})
-    threads = results.get("threads", machine.get("torch_threads"))
-    torch_text = f"torch {machine['torch']}" if "torch" in machine else None
-    if torch_text and threads is not None:
-        torch_text += f" ({threads} torch thread{'s' if threads != 1 else ''} for training)"
-    return [run_line(
-        machine=machine, date=results.get("date"), command=results.get("command"),
-        load_start=results.get("load_average"), load_end=results.get("load_average_end"),
-        libraries=[torch_text] if torch_text else [],
-    )]
+    threads = results.get("threads", results.get("machine", {}).get("torch_threads"))
+    return [torch_run_line(results, threads, "torch thread", " for training")]
 
 
 def blocks() -> dict:

@@ -172,6 +172,23 @@ def run_line(
     return prefix + ". ".join(sentences) + "."
 
 
+def torch_run_line(results: dict, threads, thread_word: str = "thread", thread_note: str = "") -> str:
+    """Describe a run whose JSON has ``bench_core.machine_info`` under "machine" (core, steps, encoders).
+
+    ``threads`` is the torch thread count to show (None hides it), named ``thread_word`` and followed
+    by ``thread_note`` inside the bracket.
+    """
+    machine = results.get("machine", {})
+    torch_text = f"torch {machine['torch']}" if "torch" in machine else None
+    if torch_text and threads is not None:
+        torch_text += f" ({threads} {thread_word}{'s' if threads != 1 else ''}{thread_note})"
+    return run_line(
+        machine=machine, date=results.get("date"), command=results.get("command"),
+        load_start=results.get("load_average"), load_end=results.get("load_average_end"),
+        libraries=[torch_text] if torch_text else [],
+    )
+
+
 class ResultsFolder:
     """Read the JSON files of a results folder once each; a missing file reads as None."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from report_format import fixed, integer, percent, ratio, results_block, run_line, significant, table, target_verdict
+from report_format import fixed, integer, percent, ratio, results_block, significant, table, target_verdict, torch_run_line
 
 STEP_VARIANTS = (
     "infonce",
@@ -104,16 +104,10 @@ def steps_key_numbers(results: dict) -> list[str]:
     return [f"- {bullet}" for bullet in bullets]
 
 
-def torch_run_line(results: dict) -> list[str]:
-    """Run line for the JSON files that bench_core.machine_info describes (steps, encoders)."""
-    machine = results.get("machine", {})
-    threads = results.get("torch_threads", machine.get("torch_threads"))
-    torch_text = f"torch {machine['torch']}" if "torch" in machine else None
-    if torch_text and threads is not None:
-        torch_text += f" ({threads} thread{'s' if threads != 1 else ''})"
-    lines = [run_line(machine=machine, date=results.get("date"), command=results.get("command"),
-                      load_start=results.get("load_average"), load_end=results.get("load_average_end"),
-                      libraries=[torch_text] if torch_text else [])]
+def steps_run_lines(results: dict) -> list[str]:
+    """Return the run line of steps.json or encoders.json, with how step times were aggregated."""
+    threads = results.get("torch_threads", results.get("machine", {}).get("torch_threads"))
+    lines = [torch_run_line(results, threads)]
     if "repeats" in results and "steps" in results:
         rounds = results.get("rounds", 1)
         lines[0] += (f" Each step time is the median of {results['repeats']} steps after 3 warm-up steps"
@@ -137,10 +131,10 @@ def blocks() -> dict:
         return results_block(lambda folder: folder.load(file), script, render, missing_text)
 
     return {
-        "steps-run": using("steps.json", "bench_steps.py", torch_run_line, missing_text=True),
+        "steps-run": using("steps.json", "bench_steps.py", steps_run_lines, missing_text=True),
         "steps-table": using("steps.json", "bench_steps.py", steps_table),
         "steps-scoring": using("steps.json", "bench_steps.py", scoring_block),
         "steps-key-numbers": using("steps.json", "bench_steps.py", steps_key_numbers),
-        "encoders-run": using("encoders.json", "bench_encoders.py", torch_run_line, missing_text=True),
+        "encoders-run": using("encoders.json", "bench_encoders.py", steps_run_lines, missing_text=True),
         "encoders-table": using("encoders.json", "bench_encoders.py", encoders_table),
     }

@@ -104,7 +104,8 @@ class FeatureStore:
 
     @property
     def completed_shards(self) -> list[dict]:
-        """One record per encoded shard, in encoding order: ``path``, ``bytes``, ``rows``, ``skipped``."""
+        """One record per encoded shard, in encoding order: ``path``, ``bytes``, ``fingerprint`` (absent in
+        stores written before fingerprints), ``rows``, ``skipped``."""
         return list(self.progress["shards"])
 
     def features(self, kind: str) -> np.ndarray:

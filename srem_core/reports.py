@@ -57,7 +57,6 @@ def score_manifest(
     from srem_core.pipeline import DEFAULT_CACHE_DIR, encode_dataset
     from srem_core.runs import load_heads
     from srem_core.scoring import embed_inputs, score_pairs
-    from srem_core.selection import LossMixtureSplitter
     from srem_core.training import resolve_device
 
     run = load_run(run_path)
@@ -74,15 +73,21 @@ def score_manifest(
         image_embeddings[np.array(dataset.caption_to_image)], text_embeddings, tau=config.objective.tau,
         batch_size=config.train.score_batch_size, seed=config.train.seed,
     )
-    train_losses = run.scores.loc[run.scores["split"] == "train", "per_pair_loss"].to_numpy()
-    splitter = LossMixtureSplitter(random_state=config.train.seed).fit(train_losses)
-    clean_prob = splitter.clean_prob(stats.per_pair_loss)
+    clean_prob = _training_loss_splitter(run, config).clean_prob(stats.per_pair_loss)
     table = dataset.pairs.drop(columns=["image_index"]).copy()
     table["image_path"] = dataset.images["image_path"].to_numpy()[dataset.caption_to_image]
     table["energy"], table["swapped_entropy"], table["per_pair_loss"] = stats.energy, stats.swapped_entropy, stats.per_pair_loss
     table["clean_prob"] = clean_prob
     table["is_noisy"] = clean_prob < config.train.noise_threshold
     return _write_table(table, Path(out))
+
+
+def _training_loss_splitter(run, config: RunConfig):
+    """Return the loss mixture fitted on the run's own training losses, so new scores mean what the run's do."""
+    from srem_core.selection import LossMixtureSplitter
+
+    train_losses = run.scores.loc[run.scores["split"] == "train", "per_pair_loss"].to_numpy()
+    return LossMixtureSplitter(random_state=config.train.seed).fit(train_losses)
 
 
 def _write_table(table: pd.DataFrame, out: Path) -> Path:
@@ -168,10 +173,11 @@ def encode_shards_to_store(
     torch_device = resolve_device(device)
     model = create_encoder(encoder, pretrained=pretrained, device=str(torch_device))
     summary = extract_shard_features(model, shards, store, batch_size=batch_size, device=torch_device, progress=progress)
-    # Samples skipped by earlier calls stay in <store>/skipped/, so the total is read from the store.
+    # Samples skipped by earlier calls are counted in the store's shard records.
+    skipped_in_store = sum(record["skipped"] for record in FeatureStore(store).completed_shards)
     return {"rows": summary.n_rows, "shards_encoded": len(summary.shards_encoded),
             "shards_already_done": len(summary.shards_already_done), "skipped": summary.n_skipped,
-            "skipped_in_store": len(FeatureStore(store).skipped()), "shards_missing": len(summary.shards_missing)}
+            "skipped_in_store": skipped_in_store, "shards_missing": len(summary.shards_missing)}
 
 
 def score_store_with_run(
@@ -184,9 +190,8 @@ def score_store_with_run(
     losses, and the run's temperature, scoring batch size, seed and threshold apply. The store must
     come from the run's encoder.
     """
-    from srem_core.runs import load_heads
-    from srem_core.selection import LossMixtureSplitter
     from srem_core.feature_store import FeatureStore
+    from srem_core.runs import load_heads
     from srem_core.streaming import SCORE_CHUNK_ROWS, score_store
     from srem_core.training import resolve_device
 
@@ -201,8 +206,7 @@ def score_store_with_run(
         )
     torch_device = resolve_device(device)
     heads = load_heads(run.path / "model.safetensors", encoder_identity=identity, device=str(torch_device))
-    train_losses = run.scores.loc[run.scores["split"] == "train", "per_pair_loss"].to_numpy()
-    splitter = LossMixtureSplitter(random_state=config.train.seed).fit(train_losses)
+    splitter = _training_loss_splitter(run, config)
     result = score_store(
         heads, store, tau=config.objective.tau, batch_size=config.train.score_batch_size, seed=config.train.seed, out=out,
         splitter=splitter, threshold=config.train.noise_threshold, chunk_rows=chunk_rows or SCORE_CHUNK_ROWS, device=torch_device,

@@ -311,7 +311,7 @@ class Trainer:
             return
         state = json.loads((folder / "last.json").read_text())
         # The epoch count only sets where the loop stops, so a run may be resumed with more epochs.
-        saved_config, current_config = json.loads(json.dumps(state["config"])), self.config.to_dict()
+        saved_config, current_config = state["config"], self.config.to_dict()
         saved_config["train"]["epochs"] = current_config["train"]["epochs"]
         if saved_config != current_config:
             changes = _config_differences(saved_config, current_config)

@@ -204,41 +204,6 @@ def test_unfreeze_fine_tunes_towers(subset, cache_dir, tmp_path):
     assert not np.allclose(load_run(frozen).text_embeddings, load_run(out).text_embeddings, atol=1e-3)
 
 
-def test_train_on_webdataset_shards(subset, cache_dir, tmp_path):
-    import io
-    import tarfile
-
-    from PIL import Image
-
-    table = pd.read_csv(subset)
-    shards = tmp_path / "shards"
-    shards.mkdir()
-    for shard_index, start in enumerate((0, 20)):
-        with tarfile.open(shards / f"{shard_index:05d}.tar", "w") as tar:
-            for row in table.iloc[start : start + 20].itertuples():
-                buffer = io.BytesIO()
-                Image.open(row.image_path).convert("RGB").save(buffer, format="JPEG")
-                for suffix, payload in ((".jpg", buffer.getvalue()), (".txt", row.caption.encode())):
-                    info = tarfile.TarInfo(f"{row.Index:09d}{suffix}")
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
-    out = tmp_path / "run"
-    assert main(["-q", "train", "--data", str(shards), "--epochs", "1", "--batch-size", "8", "--embed-dim", "32",
-                 "--device", "cpu", "--cache-dir", str(cache_dir), "--out", str(out)]) == 0
-    run = load_run(out)
-    assert len(run.scores) == 40
-    assert run.scores["image_path"].str.contains(".tar#").all()
-    assert run.image_file(0).name.endswith(".jpg")
-
-
-def test_export_absolute_paths(trained_run, tmp_path):
-    out = tmp_path / "all.csv"
-    export_pairs = __import__("srem_core.export", fromlist=["export_pairs"]).export_pairs
-    export_pairs(load_run(trained_run), keep="all", fmt="csv", out=out, absolute_paths=True)
-    table = pd.read_csv(out)
-    assert all(Path(path).is_absolute() and Path(path).exists() for path in table["image_path"])
-
-
 def write_demo_shards(table: pd.DataFrame, folder: Path, starts: tuple[int, ...], size: int) -> Path:
     """Write img2dataset-style shards (``.jpg`` + ``.txt`` per key) of demo rows into ``folder``."""
     import io
@@ -259,7 +224,26 @@ def write_demo_shards(table: pd.DataFrame, folder: Path, starts: tuple[int, ...]
     return folder
 
 
-def test_encode_fills_cache_then_train_reads_it(subset, cache_dir, capsys):
+def test_train_on_webdataset_shards(subset, cache_dir, tmp_path):
+    shards = write_demo_shards(pd.read_csv(subset), tmp_path / "shards", (0, 20), 20)
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--data", str(shards), "--epochs", "1", "--batch-size", "8", "--embed-dim", "32",
+                 "--device", "cpu", "--cache-dir", str(cache_dir), "--out", str(out)]) == 0
+    run = load_run(out)
+    assert len(run.scores) == 40
+    assert run.scores["image_path"].str.contains(".tar#").all()
+    assert run.image_file(0).name.endswith(".jpg")
+
+
+def test_export_absolute_paths(trained_run, tmp_path):
+    out = tmp_path / "all.csv"
+    export_pairs = __import__("srem_core.export", fromlist=["export_pairs"]).export_pairs
+    export_pairs(load_run(trained_run), keep="all", fmt="csv", out=out, absolute_paths=True)
+    table = pd.read_csv(out)
+    assert all(Path(path).is_absolute() and Path(path).exists() for path in table["image_path"])
+
+
+def test_encode_fills_feature_cache(subset, cache_dir, capsys):
     assert main(["-q", "encode", "--data", str(subset), "--device", "cpu", "--cache-dir", str(cache_dir)]) == 0
     printed = capsys.readouterr().out
     assert "pairs                        160" in printed
@@ -311,7 +295,7 @@ def test_store_command_errors(trained_run, tmp_path, caplog):
     assert "--threshold 1.5 is outside [0, 1]" in caplog.text
 
 
-def test_score_store_from_another_encoder_names_the_fix(trained_run, tmp_path, caplog):
+def test_score_store_other_encoder(trained_run, tmp_path, caplog):
     from srem_core.feature_store import FeatureStore
 
     FeatureStore.create(tmp_path / "store", encoder_identity="open_clip:ViT-B-32:random-init-seed0", image_dim=512, text_dim=512)
