@@ -292,8 +292,8 @@ def search_index(run: Run, modality: str):
         except (OSError, ValueError) as error:
             logger.warning("ignoring saved index %s: %s", folder, error)
     # The app queries images with caption embeddings and captions with image embeddings, so FAISS
-    # tunes its recall on a sample of the other modality (on the demo run, tuning on the indexed
-    # modality itself gave caption-query recall@10 of 0.93 instead of 0.97).
+    # tunes its recall on a sample of the other modality. On the demo run, tuning on the indexed
+    # modality itself gave caption-query recall@10 of 0.93 instead of 0.97 (bench_search.py --real).
     others = run.text_embeddings if modality == "image" else run.image_embeddings
     sample = np.random.default_rng(0).choice(len(others), min(TUNING_QUERIES, len(others)), replace=False)
     index = SearchIndex(random_state=0).fit(vectors, tuning_queries=np.asarray(others[np.sort(sample)], dtype=np.float32))

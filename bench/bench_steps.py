@@ -5,8 +5,8 @@ on one batch of frozen features (image 1280-d, text 384-d, the offline encoder's
 scoring pass is timed on its own, as FLOP/s against this machine's raw matrix-product FLOP/s.
 
 Each measurement runs in a fresh subprocess, so that its peak resident memory (``ru_maxrss``) is its
-own; the whole set runs ``--rounds`` times, interleaved, and each cell is the median over rounds of the
-per-process medians, so that a load change on a shared machine hits every variant alike.
+own. The whole set runs ``--rounds`` times, interleaved, and each cell is the median over rounds of the
+per-process medians. A load change on a shared machine then hits every variant alike.
 
     python bench/bench_steps.py            # batch 128 and 1024, 3 rounds
     python bench/bench_steps.py --quick    # one round, fewer repeats, results to the temp folder

@@ -202,8 +202,8 @@ def shard_fingerprint(path: Path) -> str:
     """Return a SHA-256 hex digest of a shard's size, first 64 KiB and last 64 KiB.
 
     Tar files are padded to 10,240-byte blocks, so two different shards often have the same size. Their
-    first member headers and contents differ, so the fingerprint tells them apart without reading
-    whole shards of hundreds of megabytes.
+    first member headers and contents differ, so their fingerprints differ too, and no whole shard of
+    hundreds of megabytes has to be read.
     """
     digest = hashlib.sha256()
     size = path.stat().st_size

@@ -200,7 +200,7 @@ def score_store_with_run(
     identity = FeatureStore(store).encoder_identity
     if identity != run.meta["encoder"]["identity"]:
         raise ValueError(
-            f"The store {store} holds features of {identity!r}, but the run {run.path} was trained on "
+            f"The store {store} contains features of {identity!r}, but the run {run.path} was trained on "
             f"{run.meta['encoder']['identity']!r}. Encode the shards again with the run's encoder "
             f"(srem encode --shards ... --encoder {run.meta['encoder']['name']})."
         )

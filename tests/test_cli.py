@@ -300,7 +300,7 @@ def test_score_store_other_encoder(trained_run, tmp_path, caplog):
 
     FeatureStore.create(tmp_path / "store", encoder_identity="open_clip:ViT-B-32:random-init-seed0", image_dim=512, text_dim=512)
     assert main(["-q", "score", str(trained_run), "--store", str(tmp_path / "store"), "--out", str(tmp_path / "s.parquet")]) == 2
-    assert "holds features of 'open_clip:ViT-B-32:random-init-seed0'" in caplog.text
+    assert "contains features of 'open_clip:ViT-B-32:random-init-seed0'" in caplog.text
     assert "Encode the shards again with the run's encoder (srem encode --shards ... --encoder offline)" in caplog.text
     assert not (tmp_path / "s.parquet").exists()
 

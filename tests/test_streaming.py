@@ -283,7 +283,7 @@ def test_extract_rejects_same_size_rewrite(tmp_path):
         extract_shard_features(FakeEncoder(), tmp_path / "shards", tmp_path / "store", progress=False)
 
 
-def test_extract_encodes_other_shard_of_same_name_and_size(tmp_path):
+def test_extract_same_size_other_shard(tmp_path):
     shards = write_shards(tmp_path / "shards", n_shards=2)
     extract_shard_features(FakeEncoder(), shards[0], tmp_path / "store", progress=False)
     other = tmp_path / "elsewhere" / "00000.tar"

@@ -40,14 +40,16 @@ def expand_shards(
 
     ``spec`` is a folder (its ``*.tar`` files), a list of paths, or a pattern with glob wildcards and
     brace groups: ``{a,b}`` lists and ``{00000..00099}`` ranges, which keep the width of the first
-    number when it starts with 0. A shard named without wildcards (in a list or a brace group) that
-    does not exist raises, unless ``missing`` is given: then it is appended there as a skipped item
+    number when it starts with 0. A shard named without wildcards (in a list or a brace group) must
+    exist. When ``missing`` is given, a shard that does not exist is appended there as a skipped item
     and left out, so the other shards can still be read.
 
     Raises:
         FileNotFoundError: nothing matches, or a named shard does not exist and ``missing`` is None.
     """
     named: list[Path] = []
+    # A list of thousands of paths would flood every message, so messages name a list only as such.
+    described = str(spec) if isinstance(spec, (str, os.PathLike)) else "the list of shards"
     if not isinstance(spec, (str, os.PathLike)):
         named = [Path(item) for item in spec]
         shards = list(named)
@@ -61,14 +63,15 @@ def expand_shards(
                 named.append(Path(pattern))
     absent = [path for path in dict.fromkeys(named) if not path.is_file()]
     if absent and missing is None:
-        raise FileNotFoundError(f"Shards not found: {', '.join(map(str, absent[:5]))}. Check the paths, or the pattern {spec}.")
+        shown = ", ".join(map(str, absent[:5]))
+        raise FileNotFoundError(f"Shards not found: {shown}. Check the paths, or the pattern {described}.")
     for path in absent:
-        reason = f"shard not found, so its samples are missing. Check the path or the pattern {spec}, then run again to add it."
+        reason = f"shard not found, so its samples are missing. Check the path or the pattern {described}, then run again to add it."
         missing.append(SkippedItem(source=str(path), item_id="", reason=reason))
         logger.warning("Shard %s not found; it is skipped", path)
     shards = [path for path in shards if path.is_file()]
     if not shards:
-        raise FileNotFoundError(f"No {SHARD_SUFFIX} shards match {spec}. Check the folder or the pattern.")
+        raise FileNotFoundError(f"No {SHARD_SUFFIX} shards match {described}. Check the folder or the pattern.")
     return sorted(dict.fromkeys(shards), key=_natural_key)
 
 
